@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: trailhound vs. the DuckDB baseline on the same corpus.
+#
+#   bash benches/e2e.sh [--skip-build] [--skip-duckdb]
+#
+# Environment (defaults in brackets; relative paths are taken from the repo root):
+#   EVENTS      corpus size in events                  [500000]
+#   SEED        corpus seed                            [1]
+#   CORPUS_DIR  where corpora are cached               [target/bench-corpus]
+#   RUNS        runs per measurement, best one counts  [3]
+#   THREADS     trailhound --threads and DuckDB threads [2]
+#   TRAILHOUND  binary to measure                      [target/release/trailhound]
+#
+# Writes CORPUS_DIR/ev<EVENTS>-seed<SEED>/{ct.ndjson,s3/,corpus.json,trailhound.json,duck.json,e2e.json}.
+# See benches/README.md for the protocol.
+set -euo pipefail
+export PYTHONDONTWRITEBYTECODE=1  # keep __pycache__ out of benches/
+
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+
+SKIP_BUILD=0
+SKIP_DUCKDB=0
+for arg in "$@"; do
+    case "$arg" in
+        --skip-build) SKIP_BUILD=1 ;;
+        --skip-duckdb) SKIP_DUCKDB=1 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "e2e.sh: unknown argument: $arg" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+EVENTS="${EVENTS:-500000}"
+SEED="${SEED:-1}"
+CORPUS_DIR="${CORPUS_DIR:-target/bench-corpus}"
+RUNS="${RUNS:-3}"
+THREADS="${THREADS:-2}"
+TRAILHOUND="${TRAILHOUND:-${CARGO_TARGET_DIR:-target}/release/trailhound}"
+
+if ! [[ "$SEED" =~ ^[0-9]+$ ]]; then
+    echo "e2e.sh: SEED must be a non-negative integer (got '$SEED')" >&2
+    exit 2
+fi
+for v in EVENTS RUNS THREADS; do
+    if ! [[ "${!v}" =~ ^[1-9][0-9]*$ ]]; then
+        echo "e2e.sh: $v must be a positive integer (got '${!v}')" >&2
+        exit 2
+    fi
+done
+
+VENV=target/bench-venv
+PEER=benches/peer
+DIR="$CORPUS_DIR/ev${EVENTS}-seed${SEED}"
+
+log() { printf '\n== %s\n' "$*"; }
+
+# --- Python venv for the DuckDB baseline -----------------------------------
+if [ "$SKIP_DUCKDB" = 0 ]; then
+    if [ ! -x "$VENV/bin/python" ]; then
+        log "creating $VENV"
+        python3 -m venv "$VENV"
+    fi
+    req_sum="$(sha256sum "$PEER/requirements.txt" | cut -d' ' -f1)"
+    if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)" != "$req_sum" ]; then
+        log "installing $PEER/requirements.txt into $VENV"
+        "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$PEER/requirements.txt"
+        echo "$req_sum" > "$VENV/.requirements.sha256"
+    fi
+fi
+
+# --- corpus (cached per EVENTS+SEED; regenerated if the generator or samples change)
+stamp="$(cat "$PEER/make_corpus.py" tests/data/cloudtrail/*.ndjson.gz | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$DIR/corpus.json" ] || [ "$(cat "$DIR/.stamp" 2>/dev/null || true)" != "$stamp" ]; then
+    log "generating corpus in $DIR (EVENTS=$EVENTS SEED=$SEED)"
+    rm -rf "$DIR.tmp" "$DIR"
+    mkdir -p "$DIR.tmp"
+    python3 "$PEER/make_corpus.py" --events "$EVENTS" --seed "$SEED" \
+        --ndjson "$DIR.tmp/ct.ndjson" --s3-layout "$DIR.tmp/s3" > "$DIR.tmp/corpus.json.part"
+    mv "$DIR.tmp/corpus.json.part" "$DIR.tmp/corpus.json"
+    echo "$stamp" > "$DIR.tmp/.stamp"
+    mv "$DIR.tmp" "$DIR"
+else
+    log "corpus cached in $DIR"
+fi
+cat "$DIR/corpus.json"
+
+# --- build -----------------------------------------------------------------
+if [ "$SKIP_BUILD" = 0 ]; then
+    log "cargo build --release"
+    cargo build --release
+fi
+if [ ! -x "$TRAILHOUND" ]; then
+    echo "e2e.sh: trailhound binary not found or not executable: $TRAILHOUND" >&2
+    exit 1
+fi
+
+# --- page cache --------------------------------------------------------------
+log "warming the page cache"
+cat "$DIR/ct.ndjson" > /dev/null
+find "$DIR/s3" -type f -print0 | xargs -0 cat > /dev/null
+
+# --- trailhound ------------------------------------------------------------------
+log "trailhound: $TRAILHOUND, threads $THREADS, best of $RUNS"
+python3 benches/e2e_report.py measure --bin "$TRAILHOUND" --threads "$THREADS" --runs "$RUNS" \
+    --input "ndjson=$DIR/ct.ndjson" --input "s3=$DIR/s3" \
+    --keep-stats "$DIR" --out "$DIR/trailhound.json"
+
+# --- DuckDB baseline ---------------------------------------------------------------
+duck_args=()
+if [ "$SKIP_DUCKDB" = 0 ]; then
+    log "duckdb: variants objects,schema, threads $THREADS, best of $RUNS"
+    rm -f "$DIR/duck.json"
+    "$VENV/bin/python" "$PEER/duckdb_peer.py" --threads "$THREADS" \
+        --ndjson "$DIR/ct.ndjson" --s3 "$DIR/s3" \
+        --variants objects,schema --repeat "$RUNS" --json-out "$DIR/duck.json"
+    duck_args=(--duck "$DIR/duck.json")
+fi
+
+# --- report ----------------------------------------------------------------------
+python3 benches/e2e_report.py report --corpus "$DIR" --trailhound "$DIR/trailhound.json" \
+    "${duck_args[@]}" --seed "$SEED" --runs "$RUNS" --threads "$THREADS" --repo "$REPO" \
+    --out "$DIR/e2e.json"
+echo
+echo "wrote $DIR/e2e.json"

@@ -1,0 +1,169 @@
+//! The command line, as typed (clap derive). `src/main.rs` turns it into a run.
+//!
+//! `detect` is the default subcommand: `trailhound file.json.gz` and
+//! `cat x | trailhound` are `trailhound detect …`. Subcommand names win over paths
+//! (write `./rules` for a directory called `rules`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::rules::Level;
+
+/// Exit codes, in one place.
+pub mod exit {
+    /// Ran to the end (with or without findings, malformed records included).
+    pub const OK: i32 = 0;
+    /// `--fail-on` was reached, or `rules validate` / `rules test` found failures.
+    pub const FINDINGS_OR_FAILURES: i32 = 1;
+    /// Usage, configuration or rule error before anything ran.
+    pub const USAGE: i32 = 2;
+    /// Ran, but an input could not be opened or read to its end.
+    pub const INPUT_ERROR: i32 = 3;
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  cat 123456789012_CloudTrail_us-east-1_20241201T0000Z_abc.json.gz | trailhound
+  trailhound detect logs/ more.json.gz --rules my-rules/ --dead-letter bad.ndjson
+  zcat *.json.gz | trailhound --stats json 2>stats.json | jq .rule.title
+  trailhound rules test my-rules/
+
+Exit codes: 0 ran to the end; 1 --fail-on level reached, or rule validation/tests failed;
+2 usage, configuration or rule error; 3 an input could not be opened or read to its end.";
+
+/// Streaming detection for AWS CloudTrail: Sigma rules on every record, findings as JSON lines.
+#[derive(Debug, Parser)]
+#[command(name = "trailhound", version, about, after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do (default: detect).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of the default `detect` command.
+    #[command(flatten)]
+    pub detect: DetectArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read CloudTrail records from files or stdin and print findings (the default).
+    Detect(DetectArgs),
+    /// Validate, test or list rules.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+/// `trailhound rules …`
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Load and compile rules; report every error with file:line:column.
+    Validate(RuleSetArgs),
+    /// Run the tests beside each rule (`x.yml` is tested by `x.tests.yml`).
+    Test(RuleSetArgs),
+    /// List the rules that load: id, level, title, origin.
+    List(RuleSetArgs),
+}
+
+/// Which rules a `rules` subcommand works on.
+#[derive(Debug, Args, Clone)]
+pub struct RuleSetArgs {
+    /// Rule files or directories (default: only the built-in pack).
+    pub paths: Vec<PathBuf>,
+    /// Leave out the built-in pack (default when paths are given for validate/test).
+    #[arg(long)]
+    pub no_builtin: bool,
+    /// Include the built-in pack even when paths are given.
+    #[arg(long, conflicts_with = "no_builtin")]
+    pub builtin: bool,
+    /// Treat warnings (unknown keys) as errors.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// How the run summary is printed on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatsFormat {
+    /// One human-readable line.
+    Human,
+    /// One JSON object as the last line of stderr.
+    Json,
+    /// No summary.
+    None,
+}
+
+/// Options of `detect`.
+#[derive(Debug, Args, Clone)]
+pub struct DetectArgs {
+    /// Files or directories to read (recursively); none or `-` reads stdin. Gzip is
+    /// detected by content; framing (NDJSON, {"Records":[…]}, JSON array, CloudWatch
+    /// Logs payload) per input.
+    pub inputs: Vec<PathBuf>,
+    /// Rule file or directory to add to the built-in pack (repeatable).
+    #[arg(long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
+    /// Do not load the built-in rule pack (only --rules).
+    #[arg(long)]
+    pub no_builtin: bool,
+    /// Any rule error or warning stops the run before it starts (exit 2).
+    #[arg(long)]
+    pub strict: bool,
+    /// Only run rules at or above this level.
+    #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
+    pub min_level: Option<Level>,
+    /// Write malformed records to this file (NDJSON, with reason and position).
+    #[arg(long, value_name = "FILE")]
+    pub dead_letter: Option<PathBuf>,
+    /// Leave the original record out of findings.
+    #[arg(long)]
+    pub no_record: bool,
+    /// Worker threads (default: number of cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Run summary on stderr.
+    #[arg(long, value_enum, default_value_t = StatsFormat::Human, value_name = "FORMAT")]
+    pub stats: StatsFormat,
+    /// Write the summary as JSON to this file instead of stderr.
+    #[arg(long, value_name = "PATH")]
+    pub stats_file: Option<PathBuf>,
+    /// Exit with 1 if any finding at or above this level was written.
+    #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
+    pub fail_on: Option<Level>,
+    /// Longest record accepted; longer ones are dead-lettered unread.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    pub max_record_bytes: usize,
+    /// Log level for stderr (error, warn, info, debug, trace); RUST_LOG overrides.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+fn parse_level(s: &str) -> Result<Level, String> {
+    Level::parse(s)
+        .ok_or_else(|| format!("unknown level '{s}' (informational, low, medium, high, critical)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn detect_is_the_default() {
+        let c = Cli::parse_from(["trailhound", "a.json", "--no-record"]);
+        assert!(c.command.is_none());
+        assert_eq!(c.detect.inputs, [PathBuf::from("a.json")]);
+        assert!(c.detect.no_record);
+        let c = Cli::parse_from(["trailhound", "rules", "test", "x/"]);
+        assert!(matches!(
+            c.command,
+            Some(Command::Rules(RulesCommand::Test(_)))
+        ));
+        let c = Cli::parse_from(["trailhound", "./rules"]);
+        assert_eq!(c.detect.inputs, [PathBuf::from("./rules")]);
+    }
+}

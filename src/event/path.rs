@@ -1,0 +1,261 @@
+//! Field paths, compiled once when a rule is loaded and walked per record.
+//!
+//! A path such as `userIdentity.sessionContext.sessionIssuer.userName` is split into
+//! [`Segment`]s at load time, so the hot path never parses text. The lookup rule is
+//! documented in `docs/records.md`:
+//!
+//! 1. at each object level the **exact** key is looked up first; among exactly repeated
+//!    keys the first in document order wins;
+//! 2. only when no key matches exactly, the first key that matches **ASCII
+//!    case-insensitively** is taken (so `principalid` is found by `principalId`, while a
+//!    record holding both `Tagging` and `tagging` gives each path its own key);
+//! 3. an array met on the way fans out: the rest of the path is applied to every element,
+//!    and the field has one value per element reached (a rule matches if any does);
+//! 4. a numeric segment (`resources.0.ARN` or `resources[0].ARN`) selects one element.
+
+use std::fmt;
+use std::ops::ControlFlow;
+
+use simd_json::tape::Value;
+
+/// One step of a [`FieldPath`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Segment {
+    /// An object key.
+    Key(Box<str>),
+    /// An array index; on an object it is tried as a key with the same digits.
+    Index(usize, Box<str>),
+}
+
+/// A parsed dotted path into a record.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FieldPath {
+    text: Box<str>,
+    segments: Box<[Segment]>,
+}
+
+/// Why a path could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// The path is empty or has an empty segment (`a..b`).
+    #[error("field path {path:?} has an empty segment")]
+    EmptySegment {
+        /// The path as written.
+        path: String,
+    },
+    /// A `[` without a matching `]`, or a non-numeric index.
+    #[error("field path {path:?} has a malformed [index]")]
+    BadIndex {
+        /// The path as written.
+        path: String,
+    },
+}
+
+impl FieldPath {
+    /// Parses `a.b.c`, `a.0.b` and `a[0].b`.
+    pub fn parse(text: &str) -> Result<Self, PathError> {
+        let mut segments = Vec::new();
+        for part in text.split('.') {
+            if part.is_empty() {
+                return Err(PathError::EmptySegment { path: text.into() });
+            }
+            let (key, mut rest) = match part.find('[') {
+                Some(i) => (&part[..i], &part[i..]),
+                None => (part, ""),
+            };
+            if !key.is_empty() {
+                segments.push(segment_of(key));
+            }
+            while !rest.is_empty() {
+                let close = rest
+                    .find(']')
+                    .ok_or_else(|| PathError::BadIndex { path: text.into() })?;
+                let digits = &rest[1..close];
+                let idx: usize = digits
+                    .parse()
+                    .map_err(|_| PathError::BadIndex { path: text.into() })?;
+                segments.push(Segment::Index(idx, digits.into()));
+                rest = &rest[close + 1..];
+                if !rest.is_empty() && !rest.starts_with('[') {
+                    return Err(PathError::BadIndex { path: text.into() });
+                }
+            }
+            if key.is_empty() && !part.starts_with('[') {
+                return Err(PathError::EmptySegment { path: text.into() });
+            }
+        }
+        if segments.is_empty() {
+            return Err(PathError::EmptySegment { path: text.into() });
+        }
+        Ok(FieldPath {
+            text: text.into(),
+            segments: segments.into(),
+        })
+    }
+
+    /// The path as written in the rule.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The compiled segments.
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// Calls `f` with every value the path reaches in `root`, in document order, until
+    /// `f` breaks. Returns `Break` if `f` did.
+    #[inline]
+    pub fn for_each<'t, 'i, F>(&self, root: Value<'t, 'i>, f: &mut F) -> ControlFlow<()>
+    where
+        F: FnMut(Value<'t, 'i>) -> ControlFlow<()>,
+    {
+        walk(root, &self.segments, f)
+    }
+
+    /// The first value the path reaches, if any.
+    pub fn first<'t, 'i>(&self, root: Value<'t, 'i>) -> Option<Value<'t, 'i>> {
+        let mut found = None;
+        let _ = self.for_each(root, &mut |v| {
+            found = Some(v);
+            ControlFlow::Break(())
+        });
+        found
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+fn segment_of(key: &str) -> Segment {
+    match key.parse::<usize>() {
+        Ok(i) if key.bytes().all(|b| b.is_ascii_digit()) => Segment::Index(i, key.into()),
+        _ => Segment::Key(key.into()),
+    }
+}
+
+fn walk<'t, 'i, F>(value: Value<'t, 'i>, segments: &[Segment], f: &mut F) -> ControlFlow<()>
+where
+    F: FnMut(Value<'t, 'i>) -> ControlFlow<()>,
+{
+    let Some((seg, rest)) = segments.split_first() else {
+        // The end of the path: an array fans out into its elements.
+        return match value.as_array() {
+            Some(arr) => {
+                for v in arr.iter() {
+                    f(v)?;
+                }
+                ControlFlow::Continue(())
+            }
+            None => f(value),
+        };
+    };
+    if let Some(arr) = value.as_array() {
+        if let Segment::Index(i, _) = seg {
+            return match arr.get(*i) {
+                Some(v) => walk(v, rest, f),
+                None => ControlFlow::Continue(()),
+            };
+        }
+        for v in arr.iter() {
+            walk(v, segments, f)?;
+        }
+        return ControlFlow::Continue(());
+    }
+    let key = match seg {
+        Segment::Key(k) => k,
+        Segment::Index(_, digits) => digits,
+    };
+    match object_get(value, key) {
+        Some(v) => walk(v, rest, f),
+        None => ControlFlow::Continue(()),
+    }
+}
+
+/// Looks `key` up in an object value: exact key first, then the first ASCII
+/// case-insensitive match. `None` if `value` is not an object or has no such key.
+#[inline]
+pub fn object_get<'t, 'i>(value: Value<'t, 'i>, key: &str) -> Option<Value<'t, 'i>> {
+    let obj = value.as_object()?;
+    let mut folded = None;
+    for (k, v) in obj.iter() {
+        if k == key {
+            return Some(v);
+        }
+        if folded.is_none() && k.len() == key.len() && k.eq_ignore_ascii_case(key) {
+            folded = Some(v);
+        }
+    }
+    folded
+}
+
+/// The string behind a tape value, if it is one.
+#[inline]
+pub fn as_str<'i>(value: Value<'_, 'i>) -> Option<&'i str> {
+    use simd_json::prelude::ValueIntoString;
+    value.into_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup_all(json: &str, path: &str) -> Vec<String> {
+        let mut bytes = json.as_bytes().to_vec();
+        let tape = simd_json::to_tape(&mut bytes).expect("valid json");
+        let p = FieldPath::parse(path).expect("valid path");
+        let mut out = Vec::new();
+        let _ = p.for_each(tape.as_value(), &mut |v| {
+            out.push(match as_str(v) {
+                Some(s) => s.to_string(),
+                None => format!("{v:?}"),
+            });
+            ControlFlow::Continue(())
+        });
+        out
+    }
+
+    #[test]
+    fn dotted_paths_and_indices() {
+        let j = r#"{"a":{"b":{"c":"x"}},"r":[{"ARN":"1"},{"ARN":"2"}]}"#;
+        assert_eq!(lookup_all(j, "a.b.c"), ["x"]);
+        assert_eq!(lookup_all(j, "r.ARN"), ["1", "2"]);
+        assert_eq!(lookup_all(j, "r.1.ARN"), ["2"]);
+        assert_eq!(lookup_all(j, "r[0].ARN"), ["1"]);
+        assert!(lookup_all(j, "a.b.d").is_empty());
+        assert!(lookup_all(j, "r.5.ARN").is_empty());
+    }
+
+    #[test]
+    fn exact_key_wins_over_case_folded_key() {
+        let j = r#"{"principalid":"lower","principalId":"exact","Tagging":"T","tagging":"t"}"#;
+        assert_eq!(lookup_all(j, "principalId"), ["exact"]);
+        assert_eq!(lookup_all(j, "principalid"), ["lower"]);
+        assert_eq!(lookup_all(j, "PRINCIPALID"), ["lower"]);
+        assert_eq!(lookup_all(j, "Tagging"), ["T"]);
+        assert_eq!(lookup_all(j, "tagging"), ["t"]);
+    }
+
+    #[test]
+    fn first_of_exactly_repeated_keys_wins() {
+        let j = r#"{"k":"first","k":"second"}"#;
+        assert_eq!(lookup_all(j, "k"), ["first"]);
+    }
+
+    #[test]
+    fn array_at_end_fans_out() {
+        let j = r#"{"ips":["1.1.1.1","2.2.2.2"]}"#;
+        assert_eq!(lookup_all(j, "ips"), ["1.1.1.1", "2.2.2.2"]);
+    }
+
+    #[test]
+    fn bad_paths_are_rejected() {
+        assert!(FieldPath::parse("").is_err());
+        assert!(FieldPath::parse("a..b").is_err());
+        assert!(FieldPath::parse("a[x]").is_err());
+        assert!(FieldPath::parse("a[1").is_err());
+    }
+}

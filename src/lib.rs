@@ -1,0 +1,69 @@
+//! # trailhound
+//!
+//! A streaming detection engine for AWS CloudTrail: every record is matched against
+//! Sigma rules as it is read, and findings leave as JSON lines.
+//!
+//! ```text
+//! source ─▶ decode ─────────────▶ event ─────────▶ rules ─────────▶ finding ─▶ sink
+//! stdin,    gzip (magic bytes),   simd-json tape,   indexed Sigma    JSON line   stdout,
+//! files     framing: NDJSON,      FieldPath lookup  matching         per hit     dead letters
+//!           {"Records":[…]},
+//!           arrays, CloudWatch
+//! ```
+//!
+//! [`pipeline`] wires the stages: a reader thread, a pool of workers that each take one
+//! unit (a small file or a ~1 MiB chunk of a stream) through decode → parse → match →
+//! render, and an in-order sink. Bounded channels and permits give backpressure.
+//!
+//! ## Reading order
+//!
+//! 1. `src/main.rs` and [`cli`]: arguments → a run → exit code.
+//! 2. [`pipeline`]: the threads and channels; [`pipeline`]'s reader and worker.
+//! 3. [`source`]: inputs, and the pump that streams stdin and large files.
+//! 4. [`decode`]: gzip, then framing with the structural [`decode::scan`]ner.
+//! 5. [`event`]: parsing into a tape, and [`event::path`] lookups.
+//! 6. [`rules`]: the [`rules::RulePack`], its [`rules::index`], and Sigma in
+//!    [`rules::sigma`] (parse → condition → modifiers → compile).
+//! 7. [`finding`] and [`sink`]: the output shapes; [`stats`]: the counters.
+//!
+//! ## A rule against a record
+//!
+//! ```
+//! use trailhound::rules::{LoadReport, Origin, RulePack};
+//! use trailhound::event::RecordParser;
+//!
+//! let rule = r#"
+//! title: Console login without MFA
+//! id: 00000000-0000-0000-0000-000000000001
+//! logsource: {product: aws, service: cloudtrail}
+//! detection:
+//!   login:
+//!     eventName: ConsoleLogin
+//!     additionalEventData.MFAUsed: 'No'
+//!   condition: login
+//! level: high
+//! "#;
+//! let mut report = LoadReport::default();
+//! let pack = RulePack::from_sources(&[(Origin::Builtin("doc.yml".into()), rule.into())], &mut report);
+//! assert!(report.errors.is_empty());
+//!
+//! let record = br#"{"eventName":"ConsoleLogin","additionalEventData":{"MFAUsed":"No"}}"#;
+//! let mut parser = RecordParser::new();
+//! let (mut scratch, mut hits) = (Vec::new(), Vec::new());
+//! parser.parse(record, |root| pack.evaluate(root.unwrap(), &mut scratch, &mut hits));
+//! assert_eq!(hits, [0]);
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod cli;
+pub mod decode;
+pub mod event;
+pub mod finding;
+pub mod fswalk;
+pub mod pipeline;
+pub mod rules;
+pub mod sink;
+pub mod source;
+pub mod stats;

@@ -1,0 +1,68 @@
+//! The `trailhound` binary: parse arguments, set up logging and signals, run, exit.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use clap::Parser;
+use trailhound::app;
+use trailhound::cli::{Cli, Command};
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}
+
+/// SIGINT/SIGTERM set `flag` (stop reading, drain, summarise); a second one exits at once.
+fn install_signals(flag: &Arc<AtomicBool>) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone())?;
+        signal_hook::flag::register(sig, flag.clone())?;
+    }
+    Ok(())
+}
+
+fn run() -> anyhow::Result<i32> {
+    let cli = Cli::parse();
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let code = match &cli.command {
+        Some(Command::Rules(cmd)) => {
+            init_logging("warn");
+            app::rules(cmd)
+        }
+        Some(Command::Detect(_)) | None => {
+            let args = match &cli.command {
+                Some(Command::Detect(a)) => a,
+                _ => &cli.detect,
+            };
+            init_logging(&args.log_level);
+            install_signals(&shutdown)?;
+            app::detect(args, shutdown)
+        }
+    };
+    match code {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            tracing::error!("{e:#}");
+            Ok(e.exit_code())
+        }
+    }
+}
+
+fn main() {
+    let code = match run() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("trailhound: {e:#}");
+            2
+        }
+    };
+    std::process::exit(code);
+}

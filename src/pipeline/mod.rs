@@ -1,0 +1,383 @@
+//! The pipeline: inputs → reader → workers → in-order sink, over bounded channels.
+//!
+//! ```text
+//!  reader thread ──Work──▶ [bounded] ──▶ N workers ──Done──▶ sink (this thread)
+//!   (files, pump)                         inflate, frame,     reorder by seq,
+//!        ▲                                parse, match,       write stdout +
+//!        └──────────── permits (max_in_flight) ◀──────────────  dead letters
+//! ```
+//!
+//! - **Batches, not records, cross channels**: a [`Work`] unit is a small file, a ~1 MiB
+//!   chunk of a stream, or an end-of-input marker; a [`Done`] carries the unit's rendered
+//!   findings and dead letters and its counters.
+//! - **Backpressure and bounded memory**: the reader takes a permit per unit and the sink
+//!   returns it after writing the unit's output, so at most `max_in_flight` units exist
+//!   at any moment. A slow stdout blocks the sink, which stops returning permits, which
+//!   blocks the reader, which stops reading.
+//! - **Deterministic output**: units carry sequence numbers; the sink writes them in
+//!   order, so findings appear in input order whatever the thread count
+//!   (`tests/pipeline.rs::output_is_independent_of_threads`).
+//! - **Shutdown**: end of input drains everything; a signal sets `shutdown`, the reader
+//!   stops reading, and what is in flight drains before the summary.
+//!
+//! Decision: decompression, framing, parsing and matching of a unit happen in one
+//! worker, in place, because a record borrowed from its buffer (`Record<'a>`) cannot
+//! cross a channel without a copy, and per-unit work is coarse enough that the channel
+//! cost is noise.
+
+mod reader;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crossbeam_channel::{TryRecvError, bounded, unbounded};
+
+use crate::decode::{Mode, Position};
+use crate::event::KnownPaths;
+use crate::rules::{Level, RulePack};
+use crate::sink::rendered::Rendered;
+use crate::sink::{Output, SinkError};
+use crate::source::Input;
+use crate::stats::{Counters, RunSummary};
+
+/// Tunables of a run.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Worker threads.
+    pub threads: usize,
+    /// Longest record kept (`max_record_bytes`, default 16 MiB).
+    pub max_record_bytes: usize,
+    /// Longest line holding a delivery object or array, or multi-line document.
+    pub max_document_bytes: usize,
+    /// Largest decompressed size of a file read whole.
+    pub max_inflated_bytes: u64,
+    /// Target size of a stream chunk.
+    pub chunk_bytes: usize,
+    /// Units in flight at most.
+    pub max_in_flight: usize,
+    /// Embed the record in findings.
+    pub include_record: bool,
+    /// Stderr warnings shown per input before they are only counted.
+    pub warnings_per_input: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        PipelineConfig {
+            threads,
+            max_record_bytes: 16 << 20,
+            max_document_bytes: 256 << 20,
+            max_inflated_bytes: 1 << 30,
+            chunk_bytes: 1 << 20,
+            max_in_flight: 4 * threads + 4,
+            include_record: true,
+            warnings_per_input: 10,
+        }
+    }
+}
+
+/// Why an input did not read to its end.
+#[derive(Debug, Clone)]
+pub struct InputFailure {
+    /// What happened.
+    pub message: String,
+    /// True for I/O errors (exit code 3); false for damaged content such as a
+    /// truncated gzip stream, whose complete records were still processed.
+    pub io: bool,
+}
+
+impl InputFailure {
+    fn io(message: String) -> Self {
+        InputFailure { message, io: true }
+    }
+
+    fn content(message: String) -> Self {
+        InputFailure { message, io: false }
+    }
+}
+
+/// A unit of work, in input order.
+#[derive(Debug)]
+enum Work {
+    /// A small file, read and decoded by the worker.
+    File { seq: u64, input: Arc<Input> },
+    /// A decompressed chunk of a stream, cut at a line boundary.
+    Chunk {
+        seq: u64,
+        input: Arc<Input>,
+        bytes: Vec<u8>,
+        mode: Mode,
+        base: Position,
+    },
+    /// A line longer than `limit`: its first bytes and its length.
+    Oversized {
+        seq: u64,
+        input: Arc<Input>,
+        head: Vec<u8>,
+        len: u64,
+        pos: Position,
+        limit: usize,
+    },
+    /// End of a streamed input.
+    End {
+        seq: u64,
+        input: Arc<Input>,
+        bytes_in: u64,
+        failure: Option<InputFailure>,
+    },
+}
+
+/// A malformed record, for the stderr warning.
+#[derive(Debug)]
+struct Note {
+    rel: u64,
+    pos: Position,
+    reason: String,
+}
+
+/// The output of one unit.
+#[derive(Debug)]
+struct Done {
+    seq: u64,
+    input: Arc<Input>,
+    findings: Rendered,
+    dead: Rendered,
+    notes: Vec<Note>,
+    notes_dropped: u64,
+    counters: Counters,
+    /// Set when the unit ends its input: raw bytes read and the failure, if any.
+    end: Option<(u64, Option<InputFailure>)>,
+}
+
+impl Done {
+    fn new(seq: u64, input: Arc<Input>) -> Self {
+        Done {
+            seq,
+            input,
+            findings: Rendered::default(),
+            dead: Rendered::default(),
+            notes: Vec::new(),
+            notes_dropped: 0,
+            counters: Counters::default(),
+            end: None,
+        }
+    }
+}
+
+/// What a run produced besides its output.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// Counters and timings.
+    pub summary: RunSummary,
+    /// Inputs that failed with an I/O error, with the message.
+    pub failed_inputs: Vec<(String, String)>,
+    /// The highest level among the findings written.
+    pub max_level: Option<Level>,
+}
+
+/// Per-input state of the in-order sink.
+struct InputCursor {
+    id: Option<u32>,
+    records: u64,
+    warned: u64,
+    unshown: u64,
+}
+
+/// Runs the pipeline over `inputs` to the end (or until `shutdown` is set) and
+/// writes findings and dead letters to `output`.
+pub fn run(
+    inputs: Vec<Input>,
+    pack: Arc<RulePack>,
+    mut output: Output,
+    cfg: &PipelineConfig,
+    shutdown: Arc<AtomicBool>,
+) -> Result<RunOutcome, SinkError> {
+    let start = Instant::now();
+    let threads = cfg.threads.max(1);
+    let in_flight = cfg.max_in_flight.max(threads + 1);
+    let (work_tx, work_rx) = bounded::<Work>(threads * 2);
+    let (done_tx, done_rx) = unbounded::<Done>();
+    let (permit_tx, permit_rx) = bounded::<()>(in_flight);
+    for _ in 0..in_flight {
+        let _ = permit_tx.send(());
+    }
+    let n_inputs = inputs.len() as u64;
+    let known = Arc::new(KnownPaths::new());
+    let keep_dead = output.keeps_dead_letters();
+
+    let mut summary = RunSummary {
+        inputs: n_inputs,
+        ..RunSummary::default()
+    };
+    let mut failed_inputs = Vec::new();
+    let mut max_level: Option<Level> = None;
+    let mut sink_error = None;
+
+    std::thread::scope(|s| {
+        let reader = reader::Reader {
+            work: work_tx,
+            permits: permit_rx,
+            shutdown: shutdown.clone(),
+            cfg: cfg.clone(),
+            seq: 0,
+        };
+        s.spawn(move || reader.run(inputs));
+        for _ in 0..threads {
+            let rx = work_rx.clone();
+            let tx = done_tx.clone();
+            let mut w = worker::Worker::new(pack.clone(), known.clone(), cfg.clone(), keep_dead);
+            s.spawn(move || {
+                for work in rx.iter() {
+                    if tx.send(w.process(work)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(work_rx);
+        drop(done_tx);
+
+        let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
+        let mut next = 1u64;
+        let mut cur = InputCursor {
+            id: None,
+            records: 0,
+            warned: 0,
+            unshown: 0,
+        };
+        let mut writing = true;
+        loop {
+            let msg = match done_rx.try_recv() {
+                Ok(d) => Some(d),
+                Err(TryRecvError::Empty) => {
+                    if writing {
+                        if let Err(e) = output.flush() {
+                            sink_error = Some(e);
+                            writing = false;
+                            shutdown.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    done_rx.recv().ok()
+                }
+                Err(TryRecvError::Disconnected) => None,
+            };
+            let Some(d) = msg else { break };
+            pending.insert(d.seq, d);
+            while let Some(d) = pending.remove(&next) {
+                next += 1;
+                if writing {
+                    if let Err(e) = write_done(&mut output, &d, &mut cur, cfg) {
+                        sink_error = Some(e);
+                        writing = false;
+                        shutdown.store(true, Ordering::Relaxed);
+                    }
+                }
+                account(
+                    &d,
+                    &pack,
+                    &mut summary,
+                    &mut failed_inputs,
+                    &mut max_level,
+                    &mut cur,
+                );
+                let _ = permit_tx.send(());
+            }
+        }
+    });
+
+    if sink_error.is_none() {
+        output.flush()?;
+    }
+    summary.elapsed = start.elapsed();
+    summary.interrupted = shutdown.load(Ordering::Relaxed);
+    match sink_error {
+        Some(SinkError::Closed) | None => Ok(RunOutcome {
+            summary,
+            failed_inputs,
+            max_level,
+        }),
+        Some(e) => Err(e),
+    }
+}
+
+fn write_done(
+    out: &mut Output,
+    d: &Done,
+    cur: &mut InputCursor,
+    cfg: &PipelineConfig,
+) -> Result<(), SinkError> {
+    if cur.id != Some(d.input.id) {
+        *cur = InputCursor {
+            id: Some(d.input.id),
+            records: 0,
+            warned: 0,
+            unshown: 0,
+        };
+    }
+    out.write_findings(&d.findings, cur.records)?;
+    out.write_dead_letters(&d.dead, cur.records)?;
+    for n in &d.notes {
+        if cur.warned < cfg.warnings_per_input {
+            cur.warned += 1;
+            tracing::warn!(
+                input = %d.input.name,
+                record_index = cur.records + n.rel,
+                line = n.pos.line,
+                byte_offset = n.pos.offset,
+                "malformed record: {}",
+                n.reason
+            );
+        } else {
+            cur.unshown += 1;
+        }
+    }
+    cur.unshown += d.notes_dropped;
+    Ok(())
+}
+
+fn account(
+    d: &Done,
+    pack: &RulePack,
+    summary: &mut RunSummary,
+    failed: &mut Vec<(String, String)>,
+    max_level: &mut Option<Level>,
+    cur: &mut InputCursor,
+) {
+    if cur.id != Some(d.input.id) {
+        *cur = InputCursor {
+            id: Some(d.input.id),
+            records: 0,
+            warned: 0,
+            unshown: 0,
+        };
+    }
+    cur.records += d.counters.records_in;
+    summary.counters.merge(&d.counters);
+    for (i, n) in d.counters.findings_by_rule.iter().enumerate() {
+        if *n > 0 {
+            if let Some(r) = pack.rules().get(i) {
+                *max_level = (*max_level).max(Some(r.meta.level));
+            }
+        }
+    }
+    if let Some((bytes_in, failure)) = &d.end {
+        summary.bytes_in += bytes_in;
+        if cur.unshown > 0 {
+            tracing::warn!(input = %d.input.name, "{} more malformed records not shown", cur.unshown);
+            cur.unshown = 0;
+        }
+        if let Some(f) = failure {
+            if f.io {
+                summary.inputs_failed += 1;
+                tracing::error!(input = %d.input.name, "input could not be read to its end: {}", f.message);
+                failed.push((d.input.name.clone(), f.message.clone()));
+            } else {
+                tracing::warn!(input = %d.input.name, "{}; the complete records before the damage were processed", f.message);
+            }
+        }
+    }
+}

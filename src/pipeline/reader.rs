@@ -1,0 +1,305 @@
+//! The reader thread: inputs → [`Work`] units in input order, each with a sequence number.
+//!
+//! Small files become one [`Work::File`] each (a worker reads, inflates and frames it).
+//! Stdin and large files are streamed through a pump and cut into [`Work::Chunk`]s at
+//! line boundaries (about 1 MiB each, or whatever arrived when the stream has been
+//! quiet for 10 ms). A line longer than `max_record_bytes` is never held whole: its
+//! first 64 KiB become a [`Work::Oversized`] dead letter and the rest is skipped.
+//!
+//! Every unit takes a permit before it is sent; the sink returns the permit once it has
+//! written the unit's output. Permits bound the work in flight, so memory stays flat
+//! however large the input and however slow the sink.
+
+use std::fs::File;
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::{InputFailure, PipelineConfig, Work};
+use crate::decode::{Mode, Position, detect_mode, scan};
+use crate::sink::dead_letter::MAX_RAW;
+use crate::source::file::WHOLE_FILE_MAX;
+use crate::source::stdin::{self as pump, PumpMsg};
+use crate::source::{Input, InputKind};
+
+/// Quiet time after which a partial batch is flushed.
+pub const FLUSH_AFTER: Duration = Duration::from_millis(10);
+
+pub(super) struct Reader {
+    pub work: Sender<Work>,
+    pub permits: Receiver<()>,
+    pub shutdown: Arc<AtomicBool>,
+    pub cfg: PipelineConfig,
+    pub seq: u64,
+}
+
+impl Reader {
+    /// Sends `w` once a permit is free; false if the pipeline is gone.
+    fn send(&mut self, w: Work) -> bool {
+        if self.permits.recv().is_err() {
+            return false;
+        }
+        self.seq += 1;
+        self.work.send(w).is_ok()
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.seq + 1
+    }
+
+    fn stopped(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
+    }
+
+    pub fn run(mut self, inputs: Vec<Input>) {
+        for input in inputs {
+            if self.stopped() {
+                break;
+            }
+            let input = Arc::new(input);
+            let ok = match &input.kind {
+                InputKind::Stdin => {
+                    let p = pump::spawn(Box::new(std::io::stdin()));
+                    self.stream(&input, p)
+                }
+                InputKind::File(path) => match std::fs::metadata(path) {
+                    Ok(m) if m.len() <= WHOLE_FILE_MAX => {
+                        let seq = self.next_seq();
+                        self.send(Work::File {
+                            seq,
+                            input: input.clone(),
+                        })
+                    }
+                    Ok(_) => match File::open(path) {
+                        Ok(f) => {
+                            let p = pump::spawn(Box::new(f));
+                            self.stream(&input, p)
+                        }
+                        Err(e) => self.end(&input, 0, Some(InputFailure::io(e.to_string()))),
+                    },
+                    Err(e) => self.end(&input, 0, Some(InputFailure::io(e.to_string()))),
+                },
+            };
+            if !ok {
+                break;
+            }
+        }
+    }
+
+    fn end(&mut self, input: &Arc<Input>, bytes_in: u64, failure: Option<InputFailure>) -> bool {
+        let seq = self.next_seq();
+        self.send(Work::End {
+            seq,
+            input: input.clone(),
+            bytes_in,
+            failure,
+        })
+    }
+
+    /// Cuts a pumped stream into chunks.
+    fn stream(&mut self, input: &Arc<Input>, p: pump::Pump) -> bool {
+        let mut st = StreamState {
+            pending: Vec::new(),
+            base: Position { offset: 0, line: 1 },
+            mode: None,
+            skipping: None,
+        };
+        let mut failure = None;
+        loop {
+            if self.stopped() {
+                break;
+            }
+            match p.rx.recv_timeout(FLUSH_AFTER) {
+                Ok(PumpMsg::Data(block)) => {
+                    if !self.feed(input, &mut st, block) {
+                        return false;
+                    }
+                }
+                Ok(PumpMsg::Eof) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(PumpMsg::Failed { message, io }) => {
+                    failure = Some(InputFailure { message, io });
+                    break;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if st.mode == Some(Mode::Lines) && !self.cut(input, &mut st, false) {
+                        return false;
+                    }
+                }
+            }
+        }
+        if !self.finish(input, &mut st) {
+            return false;
+        }
+        let bytes_in = p.bytes_in.load(Ordering::Relaxed);
+        self.end(input, bytes_in, failure)
+    }
+
+    fn feed(&mut self, input: &Arc<Input>, st: &mut StreamState, block: Vec<u8>) -> bool {
+        let mut data = block;
+        if let Some(sk) = &mut st.skipping {
+            match memchr::memchr(b'\n', &data) {
+                None => {
+                    sk.len += data.len() as u64;
+                    return true;
+                }
+                Some(nl) => {
+                    sk.len += nl as u64;
+                    let sk = st.skipping.take().unwrap_or_else(|| unreachable!());
+                    let seq = self.next_seq();
+                    if !self.send(Work::Oversized {
+                        seq,
+                        input: input.clone(),
+                        head: sk.head,
+                        len: sk.len,
+                        pos: sk.pos,
+                        limit: self.cfg.max_record_bytes,
+                    }) {
+                        return false;
+                    }
+                    st.base.offset = sk.pos.offset + sk.len + 1;
+                    st.base.line = sk.pos.line + 1;
+                    data.drain(..=nl);
+                }
+            }
+        }
+        if st.pending.is_empty() {
+            st.pending = data;
+        } else {
+            st.pending.extend_from_slice(&data);
+        }
+        if st.mode.is_none() {
+            st.mode = mode_if_known(&st.pending);
+        }
+        match st.mode {
+            Some(Mode::Lines) if st.pending.len() >= self.cfg.chunk_bytes => {
+                self.cut(input, st, true)
+            }
+            Some(Mode::Document) if st.pending.len() > self.cfg.max_document_bytes => {
+                // A multi-line document this large cannot be framed in memory.
+                let head = st.pending[..MAX_RAW.min(st.pending.len())].to_vec();
+                let len = st.pending.len() as u64;
+                st.pending = Vec::new();
+                st.skipping = None;
+                st.mode = Some(Mode::Lines);
+                st.skipping = Some(Skip {
+                    head,
+                    len,
+                    pos: st.base,
+                });
+                true
+            }
+            _ => true,
+        }
+    }
+
+    /// Emits the complete lines of `pending`. With `full`, an over-long line without a
+    /// newline switches to skipping.
+    fn cut(&mut self, input: &Arc<Input>, st: &mut StreamState, full: bool) -> bool {
+        let Some(nl) = memchr::memrchr(b'\n', &st.pending) else {
+            if full && st.pending.len() > self.line_limit(&st.pending) {
+                let head = st.pending[..MAX_RAW].to_vec();
+                st.skipping = Some(Skip {
+                    head,
+                    len: st.pending.len() as u64,
+                    pos: st.base,
+                });
+                st.pending = Vec::new();
+            }
+            return true;
+        };
+        let rest = st.pending.split_off(nl + 1);
+        let chunk = std::mem::replace(&mut st.pending, rest);
+        self.emit(input, st, chunk, Mode::Lines)
+    }
+
+    /// The longest line kept: a record line is bounded by `max_record_bytes`, a line
+    /// holding a CloudTrail delivery object or an array (whose records are bounded one
+    /// by one) by `max_document_bytes`.
+    fn line_limit(&self, line: &[u8]) -> usize {
+        let first = line.get(scan::skip_ws(line, 0));
+        if first == Some(&b'[') || scan::records_array_start(line).is_some() {
+            self.cfg.max_document_bytes
+        } else {
+            self.cfg.max_record_bytes
+        }
+    }
+
+    fn emit(
+        &mut self,
+        input: &Arc<Input>,
+        st: &mut StreamState,
+        chunk: Vec<u8>,
+        mode: Mode,
+    ) -> bool {
+        let base = st.base;
+        st.base.offset += chunk.len() as u64;
+        st.base.line += memchr::memchr_iter(b'\n', &chunk).count() as u64;
+        let seq = self.next_seq();
+        self.send(Work::Chunk {
+            seq,
+            input: input.clone(),
+            bytes: chunk,
+            mode,
+            base,
+        })
+    }
+
+    fn finish(&mut self, input: &Arc<Input>, st: &mut StreamState) -> bool {
+        if let Some(sk) = st.skipping.take() {
+            let seq = self.next_seq();
+            if !self.send(Work::Oversized {
+                seq,
+                input: input.clone(),
+                head: sk.head,
+                len: sk.len,
+                pos: sk.pos,
+                limit: self.cfg.max_record_bytes,
+            }) {
+                return false;
+            }
+        }
+        if st.pending.is_empty() {
+            return true;
+        }
+        let mode = st.mode.unwrap_or_else(|| detect_mode(&st.pending));
+        let chunk = std::mem::take(&mut st.pending);
+        self.emit(input, st, chunk, mode)
+    }
+}
+
+struct Skip {
+    head: Vec<u8>,
+    len: u64,
+    pos: Position,
+}
+
+struct StreamState {
+    pending: Vec<u8>,
+    base: Position,
+    mode: Option<Mode>,
+    skipping: Option<Skip>,
+}
+
+/// The stream's mode once enough of it has arrived to tell: a newline, or the end of
+/// the first value.
+fn mode_if_known(pending: &[u8]) -> Option<Mode> {
+    let start = scan::skip_ws(pending, 0);
+    if start >= pending.len() {
+        return None;
+    }
+    let has_nl = memchr::memchr(b'\n', &pending[start..]).is_some();
+    let first_done = matches!(
+        scan::value_end(pending, start, false),
+        scan::ValueEnd::Complete(_) | scan::ValueEnd::Invalid { .. }
+    );
+    (has_nl || first_done).then(|| detect_mode(pending))
+}
+
+/// Reads a small file whole.
+pub(super) fn read_file(path: &std::path::Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    buf.clear();
+    File::open(path)?.read_to_end(buf).map(|_| ())
+}

@@ -1,0 +1,348 @@
+//! A worker: one [`Work`] unit → decompress → frame → parse → match → rendered output.
+//!
+//! Everything a record needs happens here, in place, on buffers the worker owns and
+//! reuses (the way one ripgrep worker searches and prints a file): no record crosses a
+//! channel, only the unit's bytes in and its rendered findings out.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use simd_json::tape::Value;
+
+use super::{Done, InputFailure, Note, PipelineConfig, Work};
+use crate::decode::{
+    Candidate, FrameHandler, GzipError, Mode, Position, detect_mode, frame, gunzip_into, is_gzip,
+};
+use crate::event::{KnownPaths, RecordParser, looks_like_record, path::object_get};
+use crate::finding::{self, FindingContext};
+use crate::rules::RulePack;
+use crate::sink::dead_letter;
+use crate::source::{Input, InputKind};
+
+/// Notes kept per unit for the stderr warnings (the sink shows 10 per input).
+const NOTES_PER_UNIT: usize = 10;
+
+/// Reusable state of one worker thread.
+pub(super) struct Worker {
+    pack: Arc<RulePack>,
+    known: Arc<KnownPaths>,
+    cfg: PipelineConfig,
+    keep_dead: bool,
+    parser: RecordParser,
+    nested: RecordParser,
+    hits: Vec<u32>,
+    scratch: Vec<u8>,
+    file_buf: Vec<u8>,
+    inflated: Vec<u8>,
+}
+
+impl Worker {
+    pub fn new(
+        pack: Arc<RulePack>,
+        known: Arc<KnownPaths>,
+        cfg: PipelineConfig,
+        keep_dead: bool,
+    ) -> Self {
+        Worker {
+            pack,
+            known,
+            cfg,
+            keep_dead,
+            parser: RecordParser::new(),
+            nested: RecordParser::new(),
+            hits: Vec::with_capacity(16),
+            scratch: Vec::with_capacity(128),
+            file_buf: Vec::new(),
+            inflated: Vec::new(),
+        }
+    }
+
+    pub fn process(&mut self, work: Work) -> Done {
+        match work {
+            Work::File { seq, input } => self.file(seq, input),
+            Work::Chunk {
+                seq,
+                input,
+                bytes,
+                mode,
+                base,
+            } => {
+                let mut done = Done::new(seq, input);
+                done.counters.bytes_decoded = bytes.len() as u64;
+                self.frame_into(&mut done, &bytes, mode, base);
+                done
+            }
+            Work::Oversized {
+                seq,
+                input,
+                head,
+                len,
+                pos,
+                limit,
+            } => {
+                let mut done = Done::new(seq, input);
+                done.counters.bytes_decoded = len;
+                let reason = format!("record of {len} bytes exceeds max_record_bytes ({limit})");
+                let mut h = self.handler(&mut done);
+                h.dead_letter_len(&head, pos, reason, len);
+                done
+            }
+            Work::End {
+                seq,
+                input,
+                bytes_in,
+                failure,
+            } => {
+                let mut done = Done::new(seq, input);
+                done.end = Some((bytes_in, failure));
+                done
+            }
+        }
+    }
+
+    fn file(&mut self, seq: u64, input: Arc<Input>) -> Done {
+        let mut done = Done::new(seq, input.clone());
+        let InputKind::File(path) = &input.kind else {
+            return done;
+        };
+        let mut raw = std::mem::take(&mut self.file_buf);
+        if let Err(e) = super::reader::read_file(path, &mut raw) {
+            done.end = Some((0, Some(InputFailure::io(e.to_string()))));
+            self.file_buf = raw;
+            return done;
+        }
+        let bytes_in = raw.len() as u64;
+        let mut failure = None;
+        let base = Position { offset: 0, line: 1 };
+        if is_gzip(&raw) {
+            let mut inflated = std::mem::take(&mut self.inflated);
+            inflated.clear();
+            match gunzip_into(&raw, &mut inflated, self.cfg.max_inflated_bytes) {
+                Ok(()) => {}
+                Err(e @ GzipError::Damaged { .. }) => {
+                    failure = Some(InputFailure::content(e.to_string()))
+                }
+                Err(e @ GzipError::TooLarge { .. }) => {
+                    failure = Some(InputFailure::io(e.to_string()))
+                }
+            }
+            done.counters.bytes_decoded = inflated.len() as u64;
+            let mode = detect_mode(&inflated);
+            self.frame_into(&mut done, &inflated, mode, base);
+            shrink(&mut inflated);
+            self.inflated = inflated;
+        } else {
+            done.counters.bytes_decoded = raw.len() as u64;
+            let mode = detect_mode(&raw);
+            self.frame_into(&mut done, &raw, mode, base);
+        }
+        shrink(&mut raw);
+        self.file_buf = raw;
+        done.end = Some((bytes_in, failure));
+        done
+    }
+
+    fn handler<'a>(&'a mut self, done: &'a mut Done) -> Handler<'a> {
+        Handler {
+            pack: &self.pack,
+            known: &self.known,
+            include_record: self.cfg.include_record,
+            keep_dead: self.keep_dead,
+            parser: &mut self.parser,
+            nested: &mut self.nested,
+            eval: Eval {
+                hits: &mut self.hits,
+                scratch: &mut self.scratch,
+                detected_at: String::new(),
+                done,
+            },
+        }
+    }
+
+    fn frame_into(&mut self, done: &mut Done, bytes: &[u8], mode: Mode, base: Position) {
+        let max = self.cfg.max_record_bytes;
+        let mut h = self.handler(done);
+        frame(bytes, mode, base, max, &mut h);
+    }
+}
+
+/// Keeps big one-off buffers from pinning memory after a large input.
+fn shrink(buf: &mut Vec<u8>) {
+    if buf.capacity() > 64 << 20 {
+        *buf = Vec::new();
+    }
+}
+
+struct Eval<'a> {
+    hits: &'a mut Vec<u32>,
+    scratch: &'a mut Vec<u8>,
+    detected_at: String,
+    done: &'a mut Done,
+}
+
+struct Handler<'a> {
+    pack: &'a RulePack,
+    known: &'a KnownPaths,
+    include_record: bool,
+    keep_dead: bool,
+    parser: &'a mut RecordParser,
+    nested: &'a mut RecordParser,
+    eval: Eval<'a>,
+}
+
+impl Eval<'_> {
+    fn next_index(&mut self) -> u64 {
+        let i = self.done.counters.records_in;
+        self.done.counters.records_in += 1;
+        i
+    }
+
+    fn dead(&mut self, keep: bool, raw: &[u8], pos: Position, reason: String, raw_len: u64) {
+        let rel = self.next_index();
+        self.done.counters.records_dead_lettered += 1;
+        if keep {
+            dead_letter::render(
+                &mut self.done.dead,
+                &self.done.input.name_json,
+                pos,
+                rel,
+                &reason,
+                raw,
+                raw_len,
+            );
+        }
+        if self.done.notes.len() < NOTES_PER_UNIT {
+            self.done.notes.push(Note { rel, pos, reason });
+        } else {
+            self.done.notes_dropped += 1;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        pack: &RulePack,
+        known: &KnownPaths,
+        include_record: bool,
+        keep_dead: bool,
+        root: Value<'_, '_>,
+        raw: &[u8],
+        pos: Position,
+    ) {
+        if root.as_object().is_none() {
+            return self.dead(
+                keep_dead,
+                raw,
+                pos,
+                "record is not a JSON object".into(),
+                raw.len() as u64,
+            );
+        }
+        let rel = self.next_index();
+        let c = &mut self.done.counters;
+        c.records_kept += 1;
+        if known.event_time.first(root).is_none() && known.timestamp.first(root).is_none() {
+            c.records_without_event_time += 1;
+        }
+        pack.evaluate(root, self.scratch, self.hits);
+        if self.hits.is_empty() {
+            return;
+        }
+        if self.detected_at.is_empty() {
+            let now = humantime::format_rfc3339_micros(SystemTime::now());
+            self.detected_at = format!("\"{now}\"");
+        }
+        let ctx = FindingContext {
+            input_json: &self.done.input.name_json,
+            detected_at_json: &self.detected_at,
+            include_record,
+            known,
+        };
+        for &h in self.hits.iter() {
+            let rule = &pack.rules()[h as usize];
+            finding::render(&mut self.done.findings, rule, root, raw, pos, rel, &ctx);
+            self.done.counters.add_finding(h);
+        }
+    }
+}
+
+impl Handler<'_> {
+    fn dead_letter_len(&mut self, raw: &[u8], pos: Position, reason: String, len: u64) {
+        self.eval.dead(self.keep_dead, raw, pos, reason, len);
+    }
+}
+
+impl FrameHandler for Handler<'_> {
+    fn candidate(&mut self, bytes: &[u8], pos: Position) -> Candidate {
+        let (pack, known, inc, keep) = (self.pack, self.known, self.include_record, self.keep_dead);
+        let eval = &mut self.eval;
+        let nested = &mut *self.nested;
+        self.parser.parse(bytes, |res| match res {
+            Err(e) => Candidate::NotJson(e.to_string()),
+            Ok(root) => {
+                if looks_like_record(root) {
+                    eval.record(pack, known, inc, keep, root, bytes, pos);
+                } else if object_get(root, "Records").is_some_and(|r| r.as_array().is_some()) {
+                    return Candidate::Envelope;
+                } else if object_get(root, "messageType").and_then(crate::event::path::as_str)
+                    == Some("DATA_MESSAGE")
+                {
+                    let ctx = (pack, known, inc, keep);
+                    cloudwatch(eval, nested, ctx, root, pos);
+                } else {
+                    eval.done.counters.documents_skipped += 1;
+                }
+                Candidate::Handled
+            }
+        })
+    }
+
+    fn element(&mut self, bytes: &[u8], pos: Position) {
+        let (pack, known, inc, keep) = (self.pack, self.known, self.include_record, self.keep_dead);
+        let eval = &mut self.eval;
+        self.parser.parse(bytes, |res| match res {
+            // An object with none of the record keys (a manifest entry, say) is a document.
+            Ok(root) if root.as_object().is_some() && !looks_like_record(root) => {
+                eval.done.counters.documents_skipped += 1;
+            }
+            Ok(root) => eval.record(pack, known, inc, keep, root, bytes, pos),
+            Err(e) => eval.dead(keep, bytes, pos, e.to_string(), bytes.len() as u64),
+        });
+    }
+
+    fn dead_letter(&mut self, bytes: &[u8], pos: Position, reason: String) {
+        self.eval
+            .dead(self.keep_dead, bytes, pos, reason, bytes.len() as u64);
+    }
+}
+
+/// The messages of a CloudWatch Logs subscription payload, each a record. All of them
+/// share the payload's position.
+fn cloudwatch(
+    eval: &mut Eval<'_>,
+    nested: &mut RecordParser,
+    (pack, known, inc, keep): (&RulePack, &KnownPaths, bool, bool),
+    root: Value<'_, '_>,
+    pos: Position,
+) {
+    let Some(events) = object_get(root, "logEvents").and_then(|v| v.as_array()) else {
+        eval.done.counters.documents_skipped += 1;
+        return;
+    };
+    for ev in events.iter() {
+        let Some(msg) = object_get(ev, "message").and_then(crate::event::path::as_str) else {
+            eval.dead(
+                keep,
+                b"",
+                pos,
+                "CloudWatch log event has no message string".into(),
+                0,
+            );
+            continue;
+        };
+        nested.parse(msg.as_bytes(), |res| match res {
+            Ok(r) => eval.record(pack, known, inc, keep, r, msg.as_bytes(), pos),
+            Err(e) => eval.dead(keep, msg.as_bytes(), pos, e.to_string(), msg.len() as u64),
+        });
+    }
+}

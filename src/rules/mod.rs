@@ -1,0 +1,498 @@
+//! Stage 4 of the pipeline: rule matching.
+//!
+//! Previous module: [`crate::event`] gives a parsed record (a simd-json tape value).
+//! Next module: [`crate::finding`] turns each hit into the JSON users see.
+//!
+//! **Boundary.** [`RulePack`] is compiled once, immutable and shared by every worker
+//! (`Arc`). [`RulePack::evaluate`] fills a caller-owned `Vec` with the indices of the
+//! rules that match, in rule order.
+//!
+//! **Invariant.** The [`index::RuleIndex`] may offer a rule that then does not match,
+//! but never withholds one that would: `tests/rules_index.rs` runs every record of the
+//! real samples through the indexed and the full scan and requires identical hits.
+//!
+//! **Decision.** Rules are indexed by the literal `eventName` values their condition
+//! requires, because nearly every CloudTrail rule names the API calls it is about: a
+//! record is tested only against the rules for its own `eventName` plus the few rules
+//! that name none, so cost grows with the rules that *could* match, not with the pack.
+
+pub mod builtin;
+pub mod index;
+pub mod selftest;
+pub mod sigma;
+pub mod yaml;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use simd_json::tape::Value;
+
+use self::sigma::compile::Detection;
+use self::sigma::parse::{Parsed, parse_document};
+use self::yaml::Mark;
+
+/// Severity, ordered from `informational` to `critical`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    /// `informational`
+    Informational,
+    /// `low`
+    Low,
+    /// `medium`
+    Medium,
+    /// `high`
+    High,
+    /// `critical`
+    Critical,
+}
+
+impl Level {
+    /// Every level, lowest first.
+    pub const ALL: [Level; 5] = [
+        Level::Informational,
+        Level::Low,
+        Level::Medium,
+        Level::High,
+        Level::Critical,
+    ];
+
+    /// Parses a Sigma level name (case-insensitive).
+    pub fn parse(s: &str) -> Option<Level> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "informational" => Level::Informational,
+            "low" => Level::Low,
+            "medium" => Level::Medium,
+            "high" => Level::High,
+            "critical" => Level::Critical,
+            _ => return None,
+        })
+    }
+
+    /// The Sigma spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Informational => "informational",
+            Level::Low => "low",
+            Level::Medium => "medium",
+            Level::High => "high",
+            Level::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a rule came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The pack compiled into the binary; the file name inside `rules/`.
+    Builtin(String),
+    /// A file given by the user.
+    File(PathBuf),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Builtin(name) => write!(f, "builtin:{name}"),
+            Origin::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Rule metadata, as written in the rule (Sigma keys).
+#[derive(Debug, Clone)]
+pub struct RuleMeta {
+    /// `id` (derived from file and title when absent).
+    pub id: String,
+    /// `title`
+    pub title: String,
+    /// `level` (`medium` when absent).
+    pub level: Level,
+    /// `status`
+    pub status: Option<String>,
+    /// `description`
+    pub description: Option<String>,
+    /// `author`
+    pub author: Option<String>,
+    /// `date`
+    pub date: Option<String>,
+    /// `modified`
+    pub modified: Option<String>,
+    /// `tags`
+    pub tags: Vec<String>,
+    /// `references`
+    pub references: Vec<String>,
+    /// `falsepositives`
+    pub falsepositives: Vec<String>,
+    /// `fields`
+    pub fields: Vec<String>,
+    /// The file the rule is in.
+    pub origin: Origin,
+    /// The line its document starts on.
+    pub line: usize,
+}
+
+/// A rule ready to run.
+#[derive(Debug)]
+pub struct CompiledRule {
+    /// Its metadata.
+    pub meta: RuleMeta,
+    detection: Detection,
+    /// The finding's `rule` object, serialised once.
+    rule_json: Box<str>,
+    /// The rule's `fields:`, compiled (names that are not valid paths are left out).
+    field_paths: Vec<(String, crate::event::FieldPath)>,
+}
+
+impl CompiledRule {
+    fn new(meta: RuleMeta, detection: Detection) -> Self {
+        let origin = match &meta.origin {
+            Origin::Builtin(_) => "builtin".to_string(),
+            Origin::File(p) => p.display().to_string(),
+        };
+        let rule_json = serde_json::json!({
+            "id": meta.id,
+            "title": meta.title,
+            "level": meta.level.as_str(),
+            "tags": meta.tags,
+            "kind": "sigma",
+            "origin": origin,
+        })
+        .to_string()
+        .into_boxed_str();
+        let field_paths = meta
+            .fields
+            .iter()
+            .filter_map(|f| {
+                crate::event::FieldPath::parse(f)
+                    .ok()
+                    .map(|p| (f.clone(), p))
+            })
+            .collect();
+        CompiledRule {
+            meta,
+            detection,
+            rule_json,
+            field_paths,
+        }
+    }
+
+    /// Whether `record` matches this rule.
+    #[inline]
+    pub fn matches(&self, record: Value<'_, '_>) -> bool {
+        self.detection.matches(record)
+    }
+
+    /// The finding's `rule` object as JSON.
+    pub fn rule_json(&self) -> &str {
+        &self.rule_json
+    }
+
+    /// The `fields:` to copy into a finding.
+    pub fn field_paths(&self) -> &[(String, crate::event::FieldPath)] {
+        &self.field_paths
+    }
+
+    /// The detection, for the index.
+    pub fn detection(&self) -> &Detection {
+        &self.detection
+    }
+}
+
+/// What is wrong with a rule, without the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleErrorKind {
+    /// Not well-formed YAML.
+    #[error("invalid YAML: {0}")]
+    Yaml(String),
+    /// A required key is missing.
+    #[error("missing required key '{0}'")]
+    MissingKey(&'static str),
+    /// A value has the wrong type.
+    #[error("'{field}' must be {expected}, found {found}")]
+    TypeMismatch {
+        /// The key or field.
+        field: String,
+        /// What was expected.
+        expected: &'static str,
+        /// What was found.
+        found: &'static str,
+    },
+    /// An unknown value modifier.
+    #[error(
+        "unknown modifier '{modifier}' on field '{field}'{}",
+        modifier_hint(modifier)
+    )]
+    UnknownModifier {
+        /// The modifier as written.
+        modifier: String,
+        /// The field it is on.
+        field: String,
+    },
+    /// Two of contains/startswith/endswith on one field.
+    #[error("field '{field}' has more than one of contains, startswith, endswith")]
+    ConflictingModifiers {
+        /// The field.
+        field: String,
+    },
+    /// `|contains` etc. on a keyword inside a field map.
+    #[error("a key with modifiers but no field name is only allowed as a keyword selection")]
+    KeywordModifiersInMap,
+    /// The condition names a selection that does not exist.
+    #[error("condition refers to '{0}', which is not a selection of this rule")]
+    UndefinedIdentifier(String),
+    /// The condition does not parse.
+    #[error("invalid condition: {0}")]
+    Condition(String),
+    /// A field path does not parse.
+    #[error("invalid field path: {0}")]
+    BadPath(String),
+    /// A value does not compile.
+    #[error("invalid value: {0}")]
+    BadValue(String),
+    /// `level` is not one of the Sigma levels.
+    #[error("unknown level '{0}' (expected informational, low, medium, high or critical)")]
+    BadLevel(String),
+    /// A feature not supported yet.
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
+    /// A top-level key that Sigma does not define (a warning unless strict).
+    #[error("unknown top-level key '{0}'")]
+    UnknownKey(String),
+    /// Another rule already has this id.
+    #[error("duplicate rule id '{0}' (first defined in {1})")]
+    DuplicateId(String, String),
+    /// The file cannot be read.
+    #[error("cannot read rule file: {0}")]
+    Io(String),
+}
+
+fn modifier_hint(m: &str) -> &'static str {
+    match m {
+        "not" => " ('not' is not a modifier: negate the selection in the condition)",
+        "re" | "base64" | "base64offset" | "utf16le" | "utf16be" | "utf16" | "wide" | "windash"
+        | "cidr" | "exists" | "lt" | "lte" | "gt" | "gte" | "fieldref" | "expand" | "cased" => {
+            " (a Sigma modifier this version does not support yet)"
+        }
+        _ => " (known: contains, startswith, endswith, all)",
+    }
+}
+
+/// A [`RuleErrorKind`] at a position in a file being loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// Line and column.
+    pub mark: Mark,
+    /// What is wrong.
+    pub kind: RuleErrorKind,
+}
+
+/// A rule error: file, line, column and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{col}: {kind}")]
+pub struct RuleError {
+    /// The rule file (`builtin:<name>` for the embedded pack).
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub col: usize,
+    /// What is wrong.
+    pub kind: RuleErrorKind,
+}
+
+impl RuleError {
+    fn at(origin: &Origin, l: Located) -> Self {
+        RuleError {
+            file: origin.to_string(),
+            line: l.mark.line,
+            col: l.mark.col,
+            kind: l.kind,
+        }
+    }
+}
+
+/// Which rules to load.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Include the built-in pack.
+    pub builtin: bool,
+    /// Rule files and directories (searched recursively for `*.yml`/`*.yaml`,
+    /// `*.tests.yml` excluded).
+    pub paths: Vec<PathBuf>,
+}
+
+/// What loading found besides the rules.
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    /// Rules that failed to load (skipped).
+    pub errors: Vec<RuleError>,
+    /// Warnings (unknown keys).
+    pub warnings: Vec<RuleError>,
+    /// Documents that do not apply to CloudTrail or are not supported: (file, reason).
+    pub skipped: Vec<(String, String)>,
+    /// Rule files read.
+    pub files: usize,
+}
+
+/// A rule file given on the command line that cannot be found.
+#[derive(Debug, thiserror::Error)]
+#[error("rule path {path}: {source}")]
+pub struct RulePathError {
+    /// The path.
+    pub path: PathBuf,
+    /// The I/O error.
+    pub source: std::io::Error,
+}
+
+/// The compiled, immutable rule set shared by all workers.
+#[derive(Debug)]
+pub struct RulePack {
+    rules: Vec<CompiledRule>,
+    index: index::RuleIndex,
+}
+
+/// Whether a path is a rule file (and not a test sidecar).
+pub fn is_rule_file(p: &Path) -> bool {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    (name.ends_with(".yml") || name.ends_with(".yaml"))
+        && !name.ends_with(".tests.yml")
+        && !name.ends_with(".tests.yaml")
+}
+
+impl RulePack {
+    /// Loads and compiles rules. Bad rules are reported in the [`LoadReport`] and
+    /// skipped; only a path that cannot be read at all is an error.
+    pub fn load(opts: &LoadOptions) -> Result<(RulePack, LoadReport), RulePathError> {
+        let mut sources: Vec<(Origin, String)> = Vec::new();
+        if opts.builtin {
+            for (name, text) in builtin::FILES {
+                if is_rule_file(Path::new(name)) {
+                    sources.push((Origin::Builtin((*name).to_string()), (*text).to_string()));
+                }
+            }
+        }
+        let mut report = LoadReport::default();
+        for root in &opts.paths {
+            let files = crate::fswalk::files_under(root, &is_rule_file).map_err(|source| {
+                RulePathError {
+                    path: root.clone(),
+                    source,
+                }
+            })?;
+            for f in files {
+                match std::fs::read_to_string(&f) {
+                    Ok(text) => sources.push((Origin::File(f), text)),
+                    Err(e) => report.errors.push(RuleError {
+                        file: f.display().to_string(),
+                        line: 0,
+                        col: 0,
+                        kind: RuleErrorKind::Io(e.to_string()),
+                    }),
+                }
+            }
+        }
+        let pack = Self::from_sources(&sources, &mut report);
+        Ok((pack, report))
+    }
+
+    /// Compiles rules from in-memory texts.
+    pub fn from_sources(sources: &[(Origin, String)], report: &mut LoadReport) -> RulePack {
+        let mut rules: Vec<CompiledRule> = Vec::new();
+        for (origin, text) in sources {
+            report.files += 1;
+            let docs = match yaml::load_documents(text) {
+                Ok(d) => d,
+                Err(e) => {
+                    report.errors.push(RuleError::at(
+                        origin,
+                        Located {
+                            mark: e.mark,
+                            kind: RuleErrorKind::Yaml(e.message),
+                        },
+                    ));
+                    continue;
+                }
+            };
+            for doc in &docs {
+                let mut warns = Vec::new();
+                let parsed = parse_document(doc, origin, &mut warns);
+                report
+                    .warnings
+                    .extend(warns.into_iter().map(|w| RuleError::at(origin, w)));
+                match parsed {
+                    Ok(Parsed::Rule(rule)) => {
+                        if let Some(first) = rules.iter().find(|r| r.meta.id == rule.meta.id) {
+                            report.errors.push(RuleError {
+                                file: origin.to_string(),
+                                line: rule.meta.line,
+                                col: 1,
+                                kind: RuleErrorKind::DuplicateId(
+                                    rule.meta.id.clone(),
+                                    first.meta.origin.to_string(),
+                                ),
+                            });
+                        } else {
+                            rules.push(*rule);
+                        }
+                    }
+                    Ok(Parsed::Skipped(reason)) => {
+                        report.skipped.push((origin.to_string(), reason));
+                    }
+                    Err(l) => report.errors.push(RuleError::at(origin, l)),
+                }
+            }
+        }
+        let index = index::RuleIndex::build(&rules);
+        RulePack { rules, index }
+    }
+
+    /// The rules, in load order.
+    pub fn rules(&self) -> &[CompiledRule] {
+        &self.rules
+    }
+
+    /// The rule index.
+    pub fn index(&self) -> &index::RuleIndex {
+        &self.index
+    }
+
+    /// Keeps only rules at or above `min`.
+    pub fn retain_min_level(self, min: Level) -> RulePack {
+        let rules: Vec<_> = self
+            .rules
+            .into_iter()
+            .filter(|r| r.meta.level >= min)
+            .collect();
+        let index = index::RuleIndex::build(&rules);
+        RulePack { rules, index }
+    }
+
+    /// Indices of the rules matching `record`, ascending, into `hits` (cleared first).
+    /// `scratch` is a reusable buffer for the index lookup.
+    #[inline]
+    pub fn evaluate(&self, record: Value<'_, '_>, scratch: &mut Vec<u8>, hits: &mut Vec<u32>) {
+        hits.clear();
+        self.index.for_each_candidate(record, scratch, |i| {
+            if self.rules[i as usize].matches(record) {
+                hits.push(i);
+            }
+        });
+    }
+
+    /// The same as [`RulePack::evaluate`] without the index: every rule is tested.
+    /// Used by the differential test and by `rules explain`.
+    pub fn evaluate_unindexed(&self, record: Value<'_, '_>, hits: &mut Vec<u32>) {
+        hits.clear();
+        for (i, r) in self.rules.iter().enumerate() {
+            if r.matches(record) {
+                hits.push(i as u32);
+            }
+        }
+    }
+}

@@ -1,0 +1,659 @@
+//! A Sigma `detection:` block → [`Detection`], the runnable matcher of one rule.
+//!
+//! Selections become [`Selection`]s (OR of AND groups of [`FieldTest`]s, or keyword
+//! sets), the condition becomes a [`Cond`] tree over selection indices. Everything that
+//! can be decided at load time is: paths are parsed, values are compiled into
+//! [`ValueSet`]s, wildcard patterns in `1 of sel*` are resolved to indices.
+
+use std::ops::ControlFlow;
+
+use simd_json::prelude::{TypedScalarValue, ValueAsScalar};
+use simd_json::tape::Value;
+
+use super::condition::{self, CondAst, Quantifier};
+use super::modifiers::{Anchor, Modifier, ValueSet};
+use crate::event::FieldPath;
+use crate::rules::yaml::{Kind, Mark, Yaml};
+use crate::rules::{Located, RuleErrorKind};
+
+/// How a field test combines its values.
+#[derive(Debug, Clone)]
+enum TestKind {
+    /// Any value matches (Sigma's default for lists).
+    Any(ValueSet),
+    /// `|all`: every value matches some value of the field.
+    All(Vec<ValueSet>),
+}
+
+/// One `field|modifiers: values` entry.
+#[derive(Debug, Clone)]
+pub struct FieldTest {
+    path: FieldPath,
+    kind: TestKind,
+}
+
+/// One named selection of a detection.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    /// OR of groups, each an AND of field tests (a map is one group, a list of maps
+    /// several).
+    Fields(Vec<Vec<FieldTest>>),
+    /// Keywords: any string value anywhere in the record matches any member.
+    Keywords(ValueSet),
+}
+
+/// A compiled condition.
+#[derive(Debug, Clone)]
+pub enum Cond {
+    /// A selection by index.
+    Sel(usize),
+    /// Negation.
+    Not(Box<Cond>),
+    /// Conjunction.
+    And(Vec<Cond>),
+    /// Disjunction.
+    Or(Vec<Cond>),
+    /// At least `n` of the selections.
+    AtLeast(usize, Vec<usize>),
+}
+
+/// A compiled detection: selections and the condition over them.
+#[derive(Debug, Clone)]
+pub struct Detection {
+    selections: Vec<Selection>,
+    cond: Cond,
+}
+
+/// Formats a non-string scalar as Sigma compares it: its JSON text.
+fn scalar_text<'b>(v: Value<'_, '_>, buf: &'b mut [u8; 40]) -> Option<&'b str> {
+    use std::io::Write;
+    let mut cur = std::io::Cursor::new(&mut buf[..]);
+    if let Some(b) = v.as_bool() {
+        return Some(if b { "true" } else { "false" });
+    }
+    let ok = if let Some(i) = v.as_i64() {
+        write!(cur, "{i}").is_ok()
+    } else if let Some(u) = v.as_u64() {
+        write!(cur, "{u}").is_ok()
+    } else if let Some(f) = v.as_f64() {
+        write!(cur, "{f}").is_ok()
+    } else {
+        false
+    };
+    let n = cur.position() as usize;
+    if ok {
+        std::str::from_utf8(&buf[..n]).ok()
+    } else {
+        None
+    }
+}
+
+/// Whether one field value matches a value set.
+#[inline]
+fn value_matches(set: &ValueSet, v: Value<'_, '_>) -> bool {
+    if let Some(s) = v.as_str() {
+        return set.matches_str(s);
+    }
+    if v.is_null() {
+        return set.matches_null();
+    }
+    let mut buf = [0u8; 40];
+    match scalar_text(v, &mut buf) {
+        Some(s) => set.matches_str(s),
+        None => false,
+    }
+}
+
+fn any_value_matches(path: &FieldPath, root: Value<'_, '_>, set: &ValueSet) -> bool {
+    let mut seen = false;
+    let flow = path.for_each(root, &mut |v| {
+        seen = true;
+        if value_matches(set, v) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    flow.is_break() || (!seen && set.matches_null())
+}
+
+impl FieldTest {
+    /// The field's path.
+    pub fn path(&self) -> &FieldPath {
+        &self.path
+    }
+
+    /// Whole-value ASCII literals this test requires, if it is a plain equality test.
+    pub fn exact_literals(&self) -> Option<Vec<Box<[u8]>>> {
+        match &self.kind {
+            TestKind::Any(set) => set.exact_literals(),
+            TestKind::All(_) => None,
+        }
+    }
+
+    #[inline]
+    fn matches(&self, root: Value<'_, '_>) -> bool {
+        match &self.kind {
+            TestKind::Any(set) => any_value_matches(&self.path, root, set),
+            TestKind::All(sets) => sets.iter().all(|s| any_value_matches(&self.path, root, s)),
+        }
+    }
+}
+
+fn for_each_string<'i>(v: Value<'_, 'i>, f: &mut impl FnMut(&'i str) -> bool) -> bool {
+    if let Some(s) = crate::event::path::as_str(v) {
+        return f(s);
+    }
+    if let Some(arr) = v.as_array() {
+        return arr.iter().any(|e| for_each_string(e, f));
+    }
+    if let Some(obj) = v.as_object() {
+        return obj.iter().any(|(_, e)| for_each_string(e, f));
+    }
+    false
+}
+
+impl Selection {
+    #[inline]
+    fn matches(&self, root: Value<'_, '_>) -> bool {
+        match self {
+            Selection::Fields(groups) => groups.iter().any(|g| g.iter().all(|t| t.matches(root))),
+            Selection::Keywords(set) => for_each_string(root, &mut |s| set.matches_str(s)),
+        }
+    }
+
+    /// For the index: the union of literals some test on `path` requires in every
+    /// group, or `None` if some group has no such test.
+    fn required_literals(&self, path: &FieldPath) -> Option<Vec<Box<[u8]>>> {
+        let Selection::Fields(groups) = self else {
+            return None;
+        };
+        let mut all = Vec::new();
+        for g in groups {
+            let lits = g
+                .iter()
+                .filter(|t| t.path() == path)
+                .find_map(FieldTest::exact_literals)?;
+            all.extend(lits);
+        }
+        Some(all)
+    }
+}
+
+impl Detection {
+    /// Whether the record matches.
+    #[inline]
+    pub fn matches(&self, root: Value<'_, '_>) -> bool {
+        self.eval(&self.cond, root)
+    }
+
+    fn eval(&self, c: &Cond, root: Value<'_, '_>) -> bool {
+        match c {
+            Cond::Sel(i) => self.selections[*i].matches(root),
+            Cond::Not(x) => !self.eval(x, root),
+            Cond::And(v) => v.iter().all(|x| self.eval(x, root)),
+            Cond::Or(v) => v.iter().any(|x| self.eval(x, root)),
+            Cond::AtLeast(n, sels) => {
+                let mut hits = 0;
+                for i in sels {
+                    if self.selections[*i].matches(root) {
+                        hits += 1;
+                        if hits >= *n {
+                            return true;
+                        }
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// A set of lowercase literals one of which `path` must equal for the rule to match
+    /// (a necessary condition, used by the rule index), or `None`.
+    pub fn required_literals(&self, path: &FieldPath) -> Option<Vec<Box<[u8]>>> {
+        self.req(&self.cond, path)
+    }
+
+    fn req(&self, c: &Cond, path: &FieldPath) -> Option<Vec<Box<[u8]>>> {
+        match c {
+            Cond::Sel(i) => self.selections[*i].required_literals(path),
+            Cond::Not(_) => None,
+            Cond::And(v) => v
+                .iter()
+                .filter_map(|x| self.req(x, path))
+                .min_by_key(Vec::len),
+            Cond::Or(v) => {
+                let mut all = Vec::new();
+                for x in v {
+                    all.extend(self.req(x, path)?);
+                }
+                Some(all)
+            }
+            Cond::AtLeast(n, sels) if *n >= sels.len() => sels
+                .iter()
+                .filter_map(|i| self.selections[*i].required_literals(path))
+                .min_by_key(Vec::len),
+            Cond::AtLeast(_, sels) => {
+                let mut all = Vec::new();
+                for i in sels {
+                    all.extend(self.selections[*i].required_literals(path)?);
+                }
+                Some(all)
+            }
+        }
+    }
+}
+
+fn err(mark: Mark, kind: RuleErrorKind) -> Located {
+    Located { mark, kind }
+}
+
+fn compile_values(field: &str, mods: &[Modifier], value: &Yaml) -> Result<TestKind, Located> {
+    let anchor = mods.iter().fold(Anchor::Exact, |a, m| match m {
+        Modifier::Contains => Anchor::Contains,
+        Modifier::StartsWith => Anchor::StartsWith,
+        Modifier::EndsWith => Anchor::EndsWith,
+        Modifier::All => a,
+    });
+    let all = mods.contains(&Modifier::All);
+    let items: Vec<&Yaml> = match &value.kind {
+        Kind::Seq(v) => v.iter().collect(),
+        _ => vec![value],
+    };
+    if items.is_empty() {
+        return Err(err(
+            value.mark,
+            RuleErrorKind::TypeMismatch {
+                field: field.into(),
+                expected: "at least one value",
+                found: "an empty list",
+            },
+        ));
+    }
+    let mut sets = Vec::new();
+    let mut one = ValueSet::default();
+    for item in items {
+        let target = if all {
+            sets.push(ValueSet::default());
+            sets.last_mut().unwrap_or_else(|| unreachable!())
+        } else {
+            &mut one
+        };
+        match &item.kind {
+            Kind::Null => target.add_null(),
+            Kind::Str(_) | Kind::Number(_) | Kind::Bool(_) => {
+                let text = item.as_scalar_text().unwrap_or_default();
+                target
+                    .add(text, anchor)
+                    .map_err(|e| err(item.mark, RuleErrorKind::BadValue(e.to_string())))?;
+            }
+            _ => {
+                return Err(err(
+                    item.mark,
+                    RuleErrorKind::TypeMismatch {
+                        field: field.into(),
+                        expected: "a scalar value or a list of scalars",
+                        found: item.kind_name(),
+                    },
+                ));
+            }
+        }
+    }
+    let finish = |s: &mut ValueSet| {
+        s.finish()
+            .map_err(|e| err(value.mark, RuleErrorKind::BadValue(e.to_string())))
+    };
+    if all {
+        for s in &mut sets {
+            finish(s)?;
+        }
+        Ok(TestKind::All(sets))
+    } else {
+        finish(&mut one)?;
+        Ok(TestKind::Any(one))
+    }
+}
+
+/// Splits `field|mod|mod` and parses the modifiers.
+fn split_key(key: &Yaml) -> Result<(String, Vec<Modifier>), Located> {
+    let text = key.as_scalar_text().ok_or_else(|| {
+        err(
+            key.mark,
+            RuleErrorKind::TypeMismatch {
+                field: "<selection key>".into(),
+                expected: "a field name",
+                found: key.kind_name(),
+            },
+        )
+    })?;
+    let mut parts = text.split('|');
+    let field = parts.next().unwrap_or_default().to_string();
+    let mut mods = Vec::new();
+    let mut anchors = 0;
+    for m in parts {
+        match Modifier::parse(m) {
+            Some(modifier) => {
+                if modifier != Modifier::All {
+                    anchors += 1;
+                }
+                mods.push(modifier);
+            }
+            None => {
+                return Err(err(
+                    key.mark,
+                    RuleErrorKind::UnknownModifier {
+                        modifier: m.into(),
+                        field: field.clone(),
+                    },
+                ));
+            }
+        }
+    }
+    if anchors > 1 {
+        return Err(err(key.mark, RuleErrorKind::ConflictingModifiers { field }));
+    }
+    Ok((field, mods))
+}
+
+fn compile_group(map: &[(Yaml, Yaml)]) -> Result<Vec<FieldTest>, Located> {
+    let mut group = Vec::with_capacity(map.len());
+    for (k, v) in map {
+        let (field, mods) = split_key(k)?;
+        if field.is_empty() {
+            return Err(err(k.mark, RuleErrorKind::KeywordModifiersInMap));
+        }
+        let path = FieldPath::parse(&field)
+            .map_err(|e| err(k.mark, RuleErrorKind::BadPath(e.to_string())))?;
+        let kind = compile_values(&field, &mods, v)?;
+        group.push(FieldTest { path, kind });
+    }
+    Ok(group)
+}
+
+fn compile_selection(name: &str, y: &Yaml) -> Result<Selection, Located> {
+    match &y.kind {
+        Kind::Map(m) => Ok(Selection::Fields(vec![compile_group(m)?])),
+        Kind::Seq(items)
+            if !items.is_empty() && items.iter().all(|i| matches!(i.kind, Kind::Map(_))) =>
+        {
+            let groups = items
+                .iter()
+                .map(|i| compile_group(i.as_map().unwrap_or_default()))
+                .collect::<Result<_, _>>()?;
+            Ok(Selection::Fields(groups))
+        }
+        Kind::Seq(items)
+            if items.iter().all(|i| i.as_scalar_text().is_some()) && !items.is_empty() =>
+        {
+            keyword_set(items.iter())
+        }
+        Kind::Str(_) | Kind::Number(_) => keyword_set(std::iter::once(y)),
+        _ => Err(err(
+            y.mark,
+            RuleErrorKind::TypeMismatch {
+                field: name.into(),
+                expected: "a mapping, a list of mappings or a list of keywords",
+                found: y.kind_name(),
+            },
+        )),
+    }
+}
+
+fn keyword_set<'a>(items: impl Iterator<Item = &'a Yaml>) -> Result<Selection, Located> {
+    let mut set = ValueSet::default();
+    let mut mark = Mark::default();
+    for i in items {
+        mark = i.mark;
+        let text = i.as_scalar_text().unwrap_or_default();
+        set.add(text, Anchor::Contains)
+            .map_err(|e| err(i.mark, RuleErrorKind::BadValue(e.to_string())))?;
+    }
+    set.finish()
+        .map_err(|e| err(mark, RuleErrorKind::BadValue(e.to_string())))?;
+    Ok(Selection::Keywords(set))
+}
+
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+fn compile_cond(ast: &CondAst, names: &[String], mark: Mark) -> Result<Cond, Located> {
+    let at = |col: usize| Mark {
+        line: mark.line,
+        col: mark.col + col.saturating_sub(1),
+    };
+    Ok(match ast {
+        CondAst::Ident(name, col) => match names.iter().position(|n| n == name) {
+            Some(i) => Cond::Sel(i),
+            None => {
+                return Err(err(
+                    at(*col),
+                    RuleErrorKind::UndefinedIdentifier(name.clone()),
+                ));
+            }
+        },
+        CondAst::Of(q, pattern, col) => {
+            let sels: Vec<usize> = names
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| match pattern {
+                    Some(p) => glob_match(p, n),
+                    None => !n.starts_with('_'),
+                })
+                .map(|(i, _)| i)
+                .collect();
+            if sels.is_empty() {
+                return Err(err(
+                    at(*col),
+                    RuleErrorKind::UndefinedIdentifier(
+                        pattern.clone().unwrap_or_else(|| "them".into()),
+                    ),
+                ));
+            }
+            match q {
+                Quantifier::All => Cond::And(sels.into_iter().map(Cond::Sel).collect()),
+                Quantifier::AtLeast(n) => Cond::AtLeast(*n, sels),
+            }
+        }
+        CondAst::Not(x) => Cond::Not(Box::new(compile_cond(x, names, mark)?)),
+        CondAst::And(v) => Cond::And(
+            v.iter()
+                .map(|x| compile_cond(x, names, mark))
+                .collect::<Result<_, _>>()?,
+        ),
+        CondAst::Or(v) => Cond::Or(
+            v.iter()
+                .map(|x| compile_cond(x, names, mark))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+/// Compiles the `detection:` mapping of a rule.
+pub fn compile_detection(det: &Yaml) -> Result<Detection, Located> {
+    let map = det.as_map().ok_or_else(|| {
+        err(
+            det.mark,
+            RuleErrorKind::TypeMismatch {
+                field: "detection".into(),
+                expected: "a mapping",
+                found: det.kind_name(),
+            },
+        )
+    })?;
+    let mut names = Vec::new();
+    let mut selections = Vec::new();
+    let mut conditions: Vec<&Yaml> = Vec::new();
+    for (k, v) in map {
+        let Some(name) = k.as_scalar_text() else {
+            continue;
+        };
+        match name {
+            "condition" => match &v.kind {
+                Kind::Seq(items) => conditions.extend(items.iter()),
+                _ => conditions.push(v),
+            },
+            "timeframe" => {
+                return Err(err(
+                    k.mark,
+                    RuleErrorKind::Unsupported("timeframe (use a correlation rule)"),
+                ));
+            }
+            _ => {
+                selections.push(compile_selection(name, v)?);
+                names.push(name.to_string());
+            }
+        }
+    }
+    if conditions.is_empty() {
+        return Err(err(
+            det.mark,
+            RuleErrorKind::MissingKey("detection.condition"),
+        ));
+    }
+    let mut conds = Vec::new();
+    for c in conditions {
+        let text = c.as_str().ok_or_else(|| {
+            err(
+                c.mark,
+                RuleErrorKind::TypeMismatch {
+                    field: "condition".into(),
+                    expected: "a string",
+                    found: c.kind_name(),
+                },
+            )
+        })?;
+        let ast = condition::parse(text).map_err(|e| {
+            err(
+                Mark {
+                    line: c.mark.line,
+                    col: c.mark.col + e.col.saturating_sub(1),
+                },
+                RuleErrorKind::Condition(e.message),
+            )
+        })?;
+        conds.push(compile_cond(&ast, &names, c.mark)?);
+    }
+    let cond = if conds.len() == 1 {
+        conds.remove(0)
+    } else {
+        Cond::Or(conds)
+    };
+    Ok(Detection { selections, cond })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::yaml::load_documents;
+
+    fn det(yaml: &str) -> Result<Detection, Located> {
+        let docs = load_documents(yaml).expect("yaml");
+        compile_detection(&docs[0])
+    }
+
+    fn check(yaml: &str, record: &str) -> bool {
+        let d = det(yaml).expect("compiles");
+        let mut bytes = record.as_bytes().to_vec();
+        let tape = simd_json::to_tape(&mut bytes).expect("json");
+        d.matches(tape.as_value())
+    }
+
+    #[test]
+    fn maps_lists_and_conditions() {
+        let y = "sel:\n  eventSource: iam.amazonaws.com\n  eventName: [CreateUser, CreateAccessKey]\nfilter:\n  errorCode: null\ncondition: sel and filter\n";
+        assert!(check(
+            y,
+            r#"{"eventSource":"iam.amazonaws.com","eventName":"createaccesskey"}"#
+        ));
+        assert!(!check(
+            y,
+            r#"{"eventSource":"iam.amazonaws.com","eventName":"CreateAccessKey","errorCode":"AccessDenied"}"#
+        ));
+        assert!(check(
+            y,
+            r#"{"eventSource":"iam.amazonaws.com","eventName":"CreateUser","errorCode":null}"#
+        ));
+        assert!(!check(
+            y,
+            r#"{"eventSource":"s3.amazonaws.com","eventName":"CreateUser"}"#
+        ));
+    }
+
+    #[test]
+    fn list_of_maps_is_or_and_all_modifier() {
+        let y = "sel:\n  - a: 1\n  - b|contains|all: [x, y]\ncondition: sel\n";
+        assert!(check(y, r#"{"a":1}"#));
+        assert!(check(y, r#"{"a":"1"}"#));
+        assert!(check(y, r#"{"b":"..Y..x"}"#));
+        assert!(!check(y, r#"{"b":"x only"}"#));
+        assert!(check(y, r#"{"b":["has x","has y"]}"#));
+    }
+
+    #[test]
+    fn quantified_conditions_and_keywords() {
+        let y = "sel_a:\n  a: 1\nsel_b:\n  b: 2\n_c:\n  c: 3\ncondition: 1 of sel_* and not all of them\n";
+        assert!(check(y, r#"{"a":1}"#));
+        assert!(!check(y, r#"{"a":1,"b":2}"#));
+        let k = "keywords:\n  - evil\ncondition: keywords\n";
+        assert!(check(k, r#"{"x":{"y":["an EVIL thing"]}}"#));
+        assert!(!check(k, r#"{"evil":"good"}"#));
+        let none = "sel:\n  missing: null\ncondition: sel\n";
+        assert!(check(none, r#"{"a":1}"#));
+        assert!(!check(none, r#"{"missing":"x"}"#));
+    }
+
+    #[test]
+    fn errors_point_at_the_problem() {
+        let e = det("sel:\n  a|base65: x\ncondition: sel\n").expect_err("bad");
+        assert_eq!((e.mark.line, e.mark.col), (2, 3));
+        assert!(matches!(e.kind, RuleErrorKind::UnknownModifier { .. }));
+        let e = det("sel:\n  a: x\ncondition: sel and nope\n").expect_err("bad");
+        assert_eq!((e.mark.line, e.mark.col), (3, 20));
+        assert!(matches!(e.kind, RuleErrorKind::UndefinedIdentifier(_)));
+        let e = det("sel:\n  a: {b: c}\ncondition: sel\n").expect_err("bad");
+        assert!(matches!(e.kind, RuleErrorKind::TypeMismatch { .. }));
+        let e = det("sel:\n  a: x\n").expect_err("bad");
+        assert!(matches!(e.kind, RuleErrorKind::MissingKey(_)));
+    }
+
+    #[test]
+    fn index_requirements() {
+        let p = FieldPath::parse("eventName").expect("path");
+        let d =
+            det("sel:\n  eventName: [A, B]\nx:\n  c: 1\ncondition: sel and not x\n").expect("ok");
+        assert_eq!(d.required_literals(&p).map(|v| v.len()), Some(2));
+        let d = det("sel:\n  eventName: A\nx:\n  c: 1\ncondition: sel or x\n").expect("ok");
+        assert!(d.required_literals(&p).is_none());
+        let d = det("sel:\n  eventName|startswith: A\ncondition: sel\n").expect("ok");
+        assert!(d.required_literals(&p).is_none());
+        let d = det("a:\n  eventName: A\nb:\n  eventName: B\ncondition: 1 of them\n").expect("ok");
+        assert_eq!(d.required_literals(&p).map(|v| v.len()), Some(2));
+    }
+
+    #[test]
+    fn glob() {
+        assert!(glob_match("sel*", "selection"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("a?c", "abc"));
+        assert!(!glob_match("sel*", "filter"));
+    }
+}

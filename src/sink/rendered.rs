@@ -1,0 +1,94 @@
+//! Output lines rendered by a worker, waiting for their absolute record index.
+//!
+//! Workers render findings and dead letters in parallel, but only the in-order sink
+//! knows how many records came before a batch. Each line is therefore stored as two
+//! halves around the `record_index` value; the sink writes the first half, the number,
+//! and the second half. No line is parsed or copied again.
+
+use std::io::{self, Write};
+
+#[derive(Debug, Clone, Copy)]
+struct Line {
+    start: usize,
+    split: usize,
+    end: usize,
+    rel_index: u64,
+}
+
+/// A batch of rendered lines in one buffer.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    buf: Vec<u8>,
+    lines: Vec<Line>,
+    open: Option<(usize, usize)>,
+}
+
+impl Rendered {
+    /// The buffer to write the first half of a line into.
+    pub fn begin(&mut self) -> &mut Vec<u8> {
+        self.open = Some((self.buf.len(), usize::MAX));
+        &mut self.buf
+    }
+
+    /// Marks where the record index goes; returns the buffer for the second half.
+    pub fn split(&mut self) -> &mut Vec<u8> {
+        if let Some((s, _)) = self.open {
+            self.open = Some((s, self.buf.len()));
+        }
+        &mut self.buf
+    }
+
+    /// Ends the line (the second half must end with `\n`).
+    pub fn end(&mut self, rel_index: u64) {
+        if let Some((start, split)) = self.open.take() {
+            let split = split.min(self.buf.len());
+            self.lines.push(Line {
+                start,
+                split,
+                end: self.buf.len(),
+                rel_index,
+            });
+        }
+    }
+
+    /// Number of lines.
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Whether there are no lines.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Writes every line with `record_index = base + rel_index`.
+    pub fn write_to(&self, w: &mut impl Write, base: u64) -> io::Result<()> {
+        let mut num = itoa::Buffer::new();
+        for l in &self.lines {
+            w.write_all(&self.buf[l.start..l.split])?;
+            w.write_all(num.format(base + l.rel_index).as_bytes())?;
+            w.write_all(&self.buf[l.split..l.end])?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splices_the_index() {
+        let mut r = Rendered::default();
+        r.begin().extend_from_slice(b"{\"i\":");
+        r.split().extend_from_slice(b",\"x\":1}\n");
+        r.end(2);
+        r.begin().extend_from_slice(b"{\"i\":");
+        r.split().extend_from_slice(b"}\n");
+        r.end(5);
+        let mut out = Vec::new();
+        r.write_to(&mut out, 100).expect("write");
+        assert_eq!(out, b"{\"i\":102,\"x\":1}\n{\"i\":105}\n");
+        assert_eq!(r.len(), 2);
+    }
+}

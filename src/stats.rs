@@ -1,0 +1,188 @@
+//! Record accounting: one set of counter names, used in the run summary, the
+//! `--stats json` object and (later) the metrics.
+//!
+//! The invariant, checked by [`RunSummary::accounting_holds`] and asserted by the tests:
+//! `records_in = records_kept + records_filtered + records_deduplicated +
+//! records_dead_lettered`. Documents that are not records (digests, CloudWatch control
+//! messages, other JSON) are `documents_skipped`, never records.
+
+use std::time::Duration;
+
+use crate::rules::{Level, RulePack};
+
+/// Counters of one batch, merged into the run total in input order.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    /// Records read (every unit that claimed a record index, dead letters included).
+    pub records_in: u64,
+    /// Records that passed the filter and were evaluated.
+    pub records_kept: u64,
+    /// Records dropped by the pre-storage filter.
+    pub records_filtered: u64,
+    /// Records dropped as duplicates.
+    pub records_deduplicated: u64,
+    /// Records sent to the dead-letter output.
+    pub records_dead_lettered: u64,
+    /// JSON documents that are not records.
+    pub documents_skipped: u64,
+    /// Records with neither `eventTime` nor `@timestamp`.
+    pub records_without_event_time: u64,
+    /// Decompressed bytes.
+    pub bytes_decoded: u64,
+    /// Findings per rule index.
+    pub findings_by_rule: Vec<u64>,
+}
+
+impl Counters {
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &Counters) {
+        self.records_in += other.records_in;
+        self.records_kept += other.records_kept;
+        self.records_filtered += other.records_filtered;
+        self.records_deduplicated += other.records_deduplicated;
+        self.records_dead_lettered += other.records_dead_lettered;
+        self.documents_skipped += other.documents_skipped;
+        self.records_without_event_time += other.records_without_event_time;
+        self.bytes_decoded += other.bytes_decoded;
+        if self.findings_by_rule.len() < other.findings_by_rule.len() {
+            self.findings_by_rule
+                .resize(other.findings_by_rule.len(), 0);
+        }
+        for (a, b) in self
+            .findings_by_rule
+            .iter_mut()
+            .zip(&other.findings_by_rule)
+        {
+            *a += b;
+        }
+    }
+
+    /// Counts one finding of rule `i`.
+    #[inline]
+    pub fn add_finding(&mut self, rule: u32) {
+        let i = rule as usize;
+        if self.findings_by_rule.len() <= i {
+            self.findings_by_rule.resize(i + 1, 0);
+        }
+        self.findings_by_rule[i] += 1;
+    }
+
+    /// Total findings.
+    pub fn findings(&self) -> u64 {
+        self.findings_by_rule.iter().sum()
+    }
+}
+
+/// The summary of a finished run.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// Inputs opened (files, stdin).
+    pub inputs: u64,
+    /// Inputs that could not be opened or read to their end.
+    pub inputs_failed: u64,
+    /// Bytes read from inputs, before decompression.
+    pub bytes_in: u64,
+    /// Record counters.
+    pub counters: Counters,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Whether the run was stopped by a signal or a closed stdout before the end.
+    pub interrupted: bool,
+}
+
+impl RunSummary {
+    /// Whether `records_in` equals the sum of its parts.
+    pub fn accounting_holds(&self) -> bool {
+        let c = &self.counters;
+        c.records_in
+            == c.records_kept
+                + c.records_filtered
+                + c.records_deduplicated
+                + c.records_dead_lettered
+    }
+
+    /// Records per second of wall time.
+    pub fn records_per_s(&self) -> f64 {
+        let s = self.elapsed.as_secs_f64();
+        if s > 0.0 {
+            self.counters.records_in as f64 / s
+        } else {
+            0.0
+        }
+    }
+
+    /// Findings per level.
+    pub fn findings_by_level(&self, pack: &RulePack) -> [u64; 5] {
+        let mut out = [0u64; 5];
+        for (i, n) in self.counters.findings_by_rule.iter().enumerate() {
+            if let Some(r) = pack.rules().get(i) {
+                out[r.meta.level as usize] += n;
+            }
+        }
+        out
+    }
+
+    /// The `--stats json` object.
+    pub fn to_json(&self, pack: &RulePack) -> serde_json::Value {
+        let c = &self.counters;
+        let by_level: serde_json::Map<String, serde_json::Value> = Level::ALL
+            .iter()
+            .zip(self.findings_by_level(pack))
+            .map(|(l, n)| (l.as_str().to_string(), n.into()))
+            .collect();
+        let mut by_rule = serde_json::Map::new();
+        for (i, n) in c.findings_by_rule.iter().enumerate() {
+            if *n > 0 {
+                if let Some(r) = pack.rules().get(i) {
+                    by_rule.insert(r.meta.id.clone(), (*n).into());
+                }
+            }
+        }
+        serde_json::json!({
+            "schema": "trailhound.stats/1",
+            "inputs": self.inputs,
+            "inputs_failed": self.inputs_failed,
+            "bytes_in": self.bytes_in,
+            "bytes_decoded": c.bytes_decoded,
+            "records_in": c.records_in,
+            "records_kept": c.records_kept,
+            "records_filtered": c.records_filtered,
+            "records_deduplicated": c.records_deduplicated,
+            "records_dead_lettered": c.records_dead_lettered,
+            "documents_skipped": c.documents_skipped,
+            "records_without_event_time": c.records_without_event_time,
+            "findings": {"total": c.findings(), "by_level": by_level, "by_rule": by_rule},
+            "rules_loaded": pack.rules().len(),
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "records_per_s": self.records_per_s(),
+            "accounting_ok": self.accounting_holds(),
+            "interrupted": self.interrupted,
+        })
+    }
+
+    /// The one-paragraph human summary for stderr.
+    pub fn human(&self) -> String {
+        let c = &self.counters;
+        format!(
+            "{} inputs ({} failed), {} bytes read, {} decoded; records_in={} = kept {} + filtered {} + deduplicated {} + dead-lettered {} ({}); documents skipped {}; findings {}; {:.3} s, {:.0} records/s",
+            self.inputs,
+            self.inputs_failed,
+            self.bytes_in,
+            c.bytes_decoded,
+            c.records_in,
+            c.records_kept,
+            c.records_filtered,
+            c.records_deduplicated,
+            c.records_dead_lettered,
+            if self.accounting_holds() {
+                "adds up"
+            } else {
+                "DOES NOT ADD UP"
+            },
+            c.documents_skipped,
+            c.findings(),
+            self.elapsed.as_secs_f64(),
+            self.records_per_s(),
+        )
+    }
+}

@@ -126,10 +126,10 @@ pub fn detect(args: &DetectArgs, shutdown: Arc<AtomicBool>) -> Result<i32, AppEr
     if summary.inputs_failed > 0 {
         return Ok(exit::INPUT_ERROR);
     }
-    if let (Some(threshold), Some(max)) = (args.fail_on, outcome.max_level) {
-        if max >= threshold {
-            return Ok(exit::FINDINGS_OR_FAILURES);
-        }
+    if let (Some(threshold), Some(max)) = (args.fail_on, outcome.max_level)
+        && max >= threshold
+    {
+        return Ok(exit::FINDINGS_OR_FAILURES);
     }
     Ok(exit::OK)
 }

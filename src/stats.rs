@@ -132,10 +132,10 @@ impl RunSummary {
             .collect();
         let mut by_rule = serde_json::Map::new();
         for (i, n) in c.findings_by_rule.iter().enumerate() {
-            if *n > 0 {
-                if let Some(r) = pack.rules().get(i) {
-                    by_rule.insert(r.meta.id.clone(), (*n).into());
-                }
+            if *n > 0
+                && let Some(r) = pack.rules().get(i)
+            {
+                by_rule.insert(r.meta.id.clone(), (*n).into());
             }
         }
         serde_json::json!({

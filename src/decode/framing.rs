@@ -187,6 +187,10 @@ impl<H: FrameHandler> Framer<'_, H> {
     }
 
     /// Every top-level value in `buf[s..e]`.
+    ///
+    /// Arrays and delivery objects are walked element by element without first looking
+    /// for their end, so a stream cut inside one (a truncated gzip object) still yields
+    /// every complete record before the cut.
     fn values(&mut self, s: usize, e: usize) {
         let lm = self.line_mode();
         let mut i = s;
@@ -195,54 +199,102 @@ impl<H: FrameHandler> Framer<'_, H> {
             if i >= e {
                 return;
             }
-            if !matches!(self.buf[i], b'{' | b'[') {
-                return self.dead(i..e, "not a JSON object or array".into());
-            }
-            match scan::value_end(&self.buf[..e], i, lm) {
-                ValueEnd::Complete(ve) => {
-                    self.value(i, ve);
-                    i = ve;
+            let next = match self.buf[i] {
+                b'[' => self.array(i, e),
+                b'{' => match scan::records_array_start(&self.buf[i..e]) {
+                    Some(open) => self
+                        .array(i + open, e)
+                        .and_then(|after| self.rest_of_object(after, e)),
+                    None => match scan::value_end(&self.buf[..e], i, lm) {
+                        ValueEnd::Complete(ve) => {
+                            self.object(i, ve);
+                            Some(ve)
+                        }
+                        ValueEnd::Incomplete => {
+                            self.dead(i..e, "input ends inside a JSON value".into());
+                            None
+                        }
+                        ValueEnd::Invalid { at, reason } => {
+                            let msg = format!("{reason} at byte {}", self.base.offset + at as u64);
+                            self.dead(i..e, msg);
+                            None
+                        }
+                    },
+                },
+                _ => {
+                    self.dead(i..e, "not a JSON object or array".into());
+                    None
                 }
-                ValueEnd::Incomplete => {
-                    return self.dead(i..e, "input ends inside a JSON value".into());
-                }
-                ValueEnd::Invalid { at, reason } => {
-                    let msg = format!("{reason} at byte {}", self.base.offset + at as u64);
-                    return self.dead(i..e, msg);
-                }
+            };
+            match next {
+                Some(n) => i = n,
+                None => return,
             }
         }
     }
 
-    /// One complete top-level value `buf[s..e]`.
-    fn value(&mut self, s: usize, e: usize) {
-        match self.buf[s] {
-            b'[' => self.array(s, e),
-            b'{' => {
-                if let Some(open) = scan::records_array_start(&self.buf[s..e]) {
-                    return self.array(s + open, e);
-                }
-                if e - s > self.max {
-                    return self.too_large(s, e);
-                }
-                let pos = self.pos(s);
-                match self.handler.candidate(&self.buf[s..e], pos) {
-                    Candidate::Handled => {}
-                    Candidate::Envelope => self.member_envelope(s, e),
-                    Candidate::NotJson(reason) => self.dead(s..e, reason),
-                }
-            }
-            _ => self.dead(s..e, "not a JSON object or array".into()),
+    /// One complete top-level object `buf[s..e]` that is not a delivery object.
+    fn object(&mut self, s: usize, e: usize) {
+        if e - s > self.max {
+            return self.too_large(s, e);
+        }
+        let pos = self.pos(s);
+        match self.handler.candidate(&self.buf[s..e], pos) {
+            Candidate::Handled => {}
+            Candidate::Envelope => self.member_envelope(s, e),
+            Candidate::NotJson(reason) => self.dead(s..e, reason),
         }
     }
 
-    /// The elements of the array at `open`, within a value ending at `e`.
-    fn array(&mut self, open: usize, e: usize) {
+    /// After the `Records` array of a delivery object (ending at `after`): skips any
+    /// further members and the closing brace. Returns the position after the object, or
+    /// `None` (with the rest dead-lettered) when it is malformed.
+    fn rest_of_object(&mut self, after: usize, e: usize) -> Option<usize> {
+        let buf = &self.buf[..e];
+        let mut j = scan::skip_ws(buf, after);
+        loop {
+            match buf.get(j) {
+                Some(b'}') => return Some(j + 1),
+                Some(b',') => {
+                    // `, "key": value`
+                    j = scan::skip_ws(buf, j + 1);
+                    let key_end = match scan::value_end(buf, j, false) {
+                        ValueEnd::Complete(k) if buf[j] == b'"' => k,
+                        _ => break,
+                    };
+                    j = scan::skip_ws(buf, key_end);
+                    if buf.get(j) != Some(&b':') {
+                        break;
+                    }
+                    j = scan::skip_ws(buf, j + 1);
+                    match scan::value_end(buf, j, self.line_mode()) {
+                        ValueEnd::Complete(v) => j = scan::skip_ws(buf, v),
+                        _ => break,
+                    }
+                }
+                _ => break,
+            }
+        }
+        let from = skip_sep(self.buf, after, e);
+        if from < e {
+            let msg = format!(
+                "malformed end of a Records object at byte {}",
+                self.base.offset + j as u64
+            );
+            self.dead(from..e, msg);
+        }
+        None
+    }
+
+    /// The elements of the array at `open`, within `buf[..e]`. Returns the position
+    /// after the closing `]`, or `None` when the array is cut or malformed (the bytes
+    /// from the first bad element on are dead-lettered).
+    fn array(&mut self, open: usize, e: usize) -> Option<usize> {
         let lm = self.line_mode();
         let buf = self.buf;
         let mut elems = scan::Elements::new(&buf[..e], open, lm);
         let mut last_ok = open + 1;
-        while let Some(item) = elems.next() {
+        for item in elems.by_ref() {
             match item {
                 Ok(r) => {
                     last_ok = r.end;
@@ -255,10 +307,12 @@ impl<H: FrameHandler> Framer<'_, H> {
                         err.reason,
                         self.base.offset + err.at as u64
                     );
-                    return self.dead(from..e, msg);
+                    self.dead(from..e, msg);
+                    return None;
                 }
             }
         }
+        Some(elems.end())
     }
 
     fn element(&mut self, r: Range<usize>) {
@@ -272,7 +326,9 @@ impl<H: FrameHandler> Framer<'_, H> {
     /// An object whose `Records` array is not the first key.
     fn member_envelope(&mut self, s: usize, e: usize) {
         match scan::find_member(&self.buf[..e], s, b"Records") {
-            Ok((Some(r), _)) if self.buf[r.start] == b'[' => self.array(r.start, r.end),
+            Ok((Some(r), _)) if self.buf[r.start] == b'[' => {
+                self.array(r.start, r.end);
+            }
             Ok(_) => self.dead(s..e, "object has no Records array".into()),
             Err(err) => {
                 let msg = format!(

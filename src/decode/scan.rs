@@ -49,6 +49,9 @@ pub fn skip_ws(buf: &[u8], mut i: usize) -> usize {
 fn string_end(buf: &[u8], start: usize, line_mode: bool) -> ValueEnd {
     let mut i = start;
     loop {
+        if i >= buf.len() {
+            return ValueEnd::Incomplete;
+        }
         let hit = if line_mode {
             memchr::memchr3(b'"', b'\\', b'\n', &buf[i..])
         } else {

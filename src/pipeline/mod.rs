@@ -254,12 +254,10 @@ pub fn run(
             let msg = match done_rx.try_recv() {
                 Ok(d) => Some(d),
                 Err(TryRecvError::Empty) => {
-                    if writing {
-                        if let Err(e) = output.flush() {
-                            sink_error = Some(e);
-                            writing = false;
-                            shutdown.store(true, Ordering::Relaxed);
-                        }
+                    if writing && let Err(e) = output.flush() {
+                        sink_error = Some(e);
+                        writing = false;
+                        shutdown.store(true, Ordering::Relaxed);
                     }
                     done_rx.recv().ok()
                 }
@@ -269,12 +267,10 @@ pub fn run(
             pending.insert(d.seq, d);
             while let Some(d) = pending.remove(&next) {
                 next += 1;
-                if writing {
-                    if let Err(e) = write_done(&mut output, &d, &mut cur, cfg) {
-                        sink_error = Some(e);
-                        writing = false;
-                        shutdown.store(true, Ordering::Relaxed);
-                    }
+                if writing && let Err(e) = write_done(&mut output, &d, &mut cur, cfg) {
+                    sink_error = Some(e);
+                    writing = false;
+                    shutdown.store(true, Ordering::Relaxed);
                 }
                 account(
                     &d,
@@ -358,10 +354,10 @@ fn account(
     cur.records += d.counters.records_in;
     summary.counters.merge(&d.counters);
     for (i, n) in d.counters.findings_by_rule.iter().enumerate() {
-        if *n > 0 {
-            if let Some(r) = pack.rules().get(i) {
-                *max_level = (*max_level).max(Some(r.meta.level));
-            }
+        if *n > 0
+            && let Some(r) = pack.rules().get(i)
+        {
+            *max_level = (*max_level).max(Some(r.meta.level));
         }
     }
     if let Some((bytes_in, failure)) = &d.end {

@@ -98,15 +98,15 @@ fn applies(doc: &Yaml) -> Result<Result<(), String>, Located> {
     };
     let product = field("product");
     let service = field("service");
-    if let Some(p) = &product {
-        if p != "aws" {
-            return Ok(Err(format!("logsource product '{p}' is not aws")));
-        }
+    if let Some(p) = &product
+        && p != "aws"
+    {
+        return Ok(Err(format!("logsource product '{p}' is not aws")));
     }
-    if let Some(s) = &service {
-        if s != "cloudtrail" {
-            return Ok(Err(format!("logsource service '{s}' is not cloudtrail")));
-        }
+    if let Some(s) = &service
+        && s != "cloudtrail"
+    {
+        return Ok(Err(format!("logsource service '{s}' is not cloudtrail")));
     }
     if product.is_none() && service.is_none() {
         return Ok(Err(
@@ -149,13 +149,13 @@ pub fn parse_document(
         kind: RuleErrorKind::MissingKey("title"),
     })?;
     for (k, _) in map {
-        if let Some(key) = k.as_scalar_text() {
-            if !KNOWN_KEYS.contains(&key) {
-                warn.push(Located {
-                    mark: k.mark,
-                    kind: RuleErrorKind::UnknownKey(key.to_string()),
-                });
-            }
+        if let Some(key) = k.as_scalar_text()
+            && !KNOWN_KEYS.contains(&key)
+        {
+            warn.push(Located {
+                mark: k.mark,
+                kind: RuleErrorKind::UnknownKey(key.to_string()),
+            });
         }
     }
     if let Err(reason) = applies(doc)? {

@@ -13,7 +13,8 @@ use super::{Done, InputFailure, Note, PipelineConfig, Work};
 use crate::decode::{
     Candidate, FrameHandler, GzipError, Mode, Position, detect_mode, frame, gunzip_into, is_gzip,
 };
-use crate::event::{KnownPaths, RecordParser, looks_like_record, path::object_get};
+use crate::event::path::{self, object_get};
+use crate::event::{KnownPaths, RecordParser, looks_like_record};
 use crate::finding::{self, FindingContext};
 use crate::rules::RulePack;
 use crate::sink::dead_letter;
@@ -83,8 +84,7 @@ impl Worker {
                 let mut done = Done::new(seq, input);
                 done.counters.bytes_decoded = len;
                 let reason = format!("record of {len} bytes exceeds max_record_bytes ({limit})");
-                let mut h = self.handler(&mut done);
-                h.dead_letter_len(&head, pos, reason, len);
+                self.handler(&mut done).eval.dead(&head, pos, reason, len);
                 done
             }
             Work::End {
@@ -144,13 +144,13 @@ impl Worker {
 
     fn handler<'a>(&'a mut self, done: &'a mut Done) -> Handler<'a> {
         Handler {
-            pack: &self.pack,
-            known: &self.known,
-            include_record: self.cfg.include_record,
-            keep_dead: self.keep_dead,
             parser: &mut self.parser,
             nested: &mut self.nested,
             eval: Eval {
+                pack: &self.pack,
+                known: &self.known,
+                include_record: self.cfg.include_record,
+                keep_dead: self.keep_dead,
                 hits: &mut self.hits,
                 scratch: &mut self.scratch,
                 detected_at: String::new(),
@@ -173,18 +173,20 @@ fn shrink(buf: &mut Vec<u8>) {
     }
 }
 
+/// Everything a parsed record needs: the rules, the output of its unit, buffers.
 struct Eval<'a> {
+    pack: &'a RulePack,
+    known: &'a KnownPaths,
+    include_record: bool,
+    keep_dead: bool,
     hits: &'a mut Vec<u32>,
     scratch: &'a mut Vec<u8>,
     detected_at: String,
     done: &'a mut Done,
 }
 
+/// The [`FrameHandler`] of a unit: parsers plus the evaluation state.
 struct Handler<'a> {
-    pack: &'a RulePack,
-    known: &'a KnownPaths,
-    include_record: bool,
-    keep_dead: bool,
     parser: &'a mut RecordParser,
     nested: &'a mut RecordParser,
     eval: Eval<'a>,
@@ -197,19 +199,14 @@ impl Eval<'_> {
         i
     }
 
-    fn dead(&mut self, keep: bool, raw: &[u8], pos: Position, reason: String, raw_len: u64) {
+    /// Counts and (with a dead-letter file) renders a record that cannot be used.
+    /// `raw` may be a prefix of the `raw_len` bad bytes.
+    fn dead(&mut self, raw: &[u8], pos: Position, reason: String, raw_len: u64) {
         let rel = self.next_index();
         self.done.counters.records_dead_lettered += 1;
-        if keep {
-            dead_letter::render(
-                &mut self.done.dead,
-                &self.done.input.name_json,
-                pos,
-                rel,
-                &reason,
-                raw,
-                raw_len,
-            );
+        if self.keep_dead {
+            let name = &self.done.input.name_json;
+            dead_letter::render(&mut self.done.dead, name, pos, rel, &reason, raw, raw_len);
         }
         if self.done.notes.len() < NOTES_PER_UNIT {
             self.done.notes.push(Note { rel, pos, reason });
@@ -218,33 +215,20 @@ impl Eval<'_> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &mut self,
-        pack: &RulePack,
-        known: &KnownPaths,
-        include_record: bool,
-        keep_dead: bool,
-        root: Value<'_, '_>,
-        raw: &[u8],
-        pos: Position,
-    ) {
+    /// Evaluates one parsed record and renders its findings.
+    fn record(&mut self, root: Value<'_, '_>, raw: &[u8], pos: Position) {
         if root.as_object().is_none() {
-            return self.dead(
-                keep_dead,
-                raw,
-                pos,
-                "record is not a JSON object".into(),
-                raw.len() as u64,
-            );
+            let reason = "record is not a JSON object".to_string();
+            return self.dead(raw, pos, reason, raw.len() as u64);
         }
         let rel = self.next_index();
+        let known = self.known;
         let c = &mut self.done.counters;
         c.records_kept += 1;
         if known.event_time.first(root).is_none() && known.timestamp.first(root).is_none() {
             c.records_without_event_time += 1;
         }
-        pack.evaluate(root, self.scratch, self.hits);
+        self.pack.evaluate(root, self.scratch, self.hits);
         if self.hits.is_empty() {
             return;
         }
@@ -255,40 +239,53 @@ impl Eval<'_> {
         let ctx = FindingContext {
             input_json: &self.done.input.name_json,
             detected_at_json: &self.detected_at,
-            include_record,
+            include_record: self.include_record,
             known,
         };
         for &h in self.hits.iter() {
-            let rule = &pack.rules()[h as usize];
+            let rule = &self.pack.rules()[h as usize];
             finding::render(&mut self.done.findings, rule, root, raw, pos, rel, &ctx);
             self.done.counters.add_finding(h);
         }
     }
-}
 
-impl Handler<'_> {
-    fn dead_letter_len(&mut self, raw: &[u8], pos: Position, reason: String, len: u64) {
-        self.eval.dead(self.keep_dead, raw, pos, reason, len);
+    /// The messages of a CloudWatch Logs subscription payload, each a record. All of
+    /// them share the payload's position.
+    fn cloudwatch(&mut self, nested: &mut RecordParser, root: Value<'_, '_>, pos: Position) {
+        let Some(events) = object_get(root, "logEvents").and_then(|v| v.as_array()) else {
+            self.done.counters.documents_skipped += 1;
+            return;
+        };
+        for ev in events.iter() {
+            let Some(msg) = object_get(ev, "message").and_then(path::as_str) else {
+                let reason = "CloudWatch log event has no message string".to_string();
+                self.dead(b"", pos, reason, 0);
+                continue;
+            };
+            let raw = msg.as_bytes();
+            nested.parse(raw, |res| match res {
+                Ok(r) => self.record(r, raw, pos),
+                Err(e) => self.dead(raw, pos, e.to_string(), raw.len() as u64),
+            });
+        }
     }
 }
 
 impl FrameHandler for Handler<'_> {
     fn candidate(&mut self, bytes: &[u8], pos: Position) -> Candidate {
-        let (pack, known, inc, keep) = (self.pack, self.known, self.include_record, self.keep_dead);
         let eval = &mut self.eval;
         let nested = &mut *self.nested;
         self.parser.parse(bytes, |res| match res {
             Err(e) => Candidate::NotJson(e.to_string()),
             Ok(root) => {
                 if looks_like_record(root) {
-                    eval.record(pack, known, inc, keep, root, bytes, pos);
+                    eval.record(root, bytes, pos);
                 } else if object_get(root, "Records").is_some_and(|r| r.as_array().is_some()) {
                     return Candidate::Envelope;
-                } else if object_get(root, "messageType").and_then(crate::event::path::as_str)
+                } else if object_get(root, "messageType").and_then(path::as_str)
                     == Some("DATA_MESSAGE")
                 {
-                    let ctx = (pack, known, inc, keep);
-                    cloudwatch(eval, nested, ctx, root, pos);
+                    eval.cloudwatch(nested, root, pos);
                 } else {
                     eval.done.counters.documents_skipped += 1;
                 }
@@ -298,51 +295,18 @@ impl FrameHandler for Handler<'_> {
     }
 
     fn element(&mut self, bytes: &[u8], pos: Position) {
-        let (pack, known, inc, keep) = (self.pack, self.known, self.include_record, self.keep_dead);
         let eval = &mut self.eval;
         self.parser.parse(bytes, |res| match res {
             // An object with none of the record keys (a manifest entry, say) is a document.
             Ok(root) if root.as_object().is_some() && !looks_like_record(root) => {
                 eval.done.counters.documents_skipped += 1;
             }
-            Ok(root) => eval.record(pack, known, inc, keep, root, bytes, pos),
-            Err(e) => eval.dead(keep, bytes, pos, e.to_string(), bytes.len() as u64),
+            Ok(root) => eval.record(root, bytes, pos),
+            Err(e) => eval.dead(bytes, pos, e.to_string(), bytes.len() as u64),
         });
     }
 
     fn dead_letter(&mut self, bytes: &[u8], pos: Position, reason: String) {
-        self.eval
-            .dead(self.keep_dead, bytes, pos, reason, bytes.len() as u64);
-    }
-}
-
-/// The messages of a CloudWatch Logs subscription payload, each a record. All of them
-/// share the payload's position.
-fn cloudwatch(
-    eval: &mut Eval<'_>,
-    nested: &mut RecordParser,
-    (pack, known, inc, keep): (&RulePack, &KnownPaths, bool, bool),
-    root: Value<'_, '_>,
-    pos: Position,
-) {
-    let Some(events) = object_get(root, "logEvents").and_then(|v| v.as_array()) else {
-        eval.done.counters.documents_skipped += 1;
-        return;
-    };
-    for ev in events.iter() {
-        let Some(msg) = object_get(ev, "message").and_then(crate::event::path::as_str) else {
-            eval.dead(
-                keep,
-                b"",
-                pos,
-                "CloudWatch log event has no message string".into(),
-                0,
-            );
-            continue;
-        };
-        nested.parse(msg.as_bytes(), |res| match res {
-            Ok(r) => eval.record(pack, known, inc, keep, r, msg.as_bytes(), pos),
-            Err(e) => eval.dead(keep, msg.as_bytes(), pos, e.to_string(), msg.len() as u64),
-        });
+        self.eval.dead(bytes, pos, reason, bytes.len() as u64);
     }
 }

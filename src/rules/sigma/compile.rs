@@ -604,7 +604,7 @@ mod tests {
         assert!(check(y, r#"{"a":1}"#));
         assert!(check(y, r#"{"a":"1"}"#));
         assert!(check(y, r#"{"b":"..Y..x"}"#));
-        assert!(!check(y, r#"{"b":"x only"}"#));
+        assert!(!check(y, r#"{"b":"x alone"}"#));
         assert!(check(y, r#"{"b":["has x","has y"]}"#));
     }
 

@@ -48,6 +48,9 @@ pub struct ConditionError {
     pub message: String,
 }
 
+const AGGREGATION: &str =
+    "aggregation expressions ('| count() …') are not supported here; write a correlation rule";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Tok {
     LParen,
@@ -74,8 +77,9 @@ fn tokenize(text: &str) -> Result<Vec<(Tok, usize)>, ConditionError> {
                 i += 1;
             }
             '|' => {
+                // Everything after a pipe is a legacy aggregation; the parser rejects it.
                 out.push((Tok::Pipe, col));
-                i += 1;
+                break;
             }
             c if c.is_alphanumeric() || matches!(c, '_' | '*' | '-' | '.' | '?') => {
                 let start = pos;
@@ -174,9 +178,7 @@ impl P {
                 }
             }
             Some((Tok::RParen, _)) => self.err("unexpected ')'"),
-            Some((Tok::Pipe, _)) => self.err(
-                "aggregation expressions ('| count() …') are not supported here; write a correlation rule",
-            ),
+            Some((Tok::Pipe, _)) => self.err(AGGREGATION),
             Some((Tok::Word(w), _)) => {
                 let lower = w.to_ascii_lowercase();
                 if matches!(lower.as_str(), "and" | "or" | "of" | "them") {
@@ -200,7 +202,10 @@ impl P {
                         self.i += 2;
                         let target = match self.toks.get(self.i).cloned() {
                             Some((Tok::Word(t), _)) => t,
-                            _ => return self.err("expected a selection pattern or 'them' after 'of'"),
+                            _ => {
+                                return self
+                                    .err("expected a selection pattern or 'them' after 'of'");
+                            }
                         };
                         self.i += 1;
                         let pattern = (!target.eq_ignore_ascii_case("them")).then_some(target);
@@ -225,6 +230,9 @@ pub fn parse(text: &str) -> Result<CondAst, ConditionError> {
         end_col: text.chars().count() + 1,
     };
     let ast = p.expr()?;
+    if let Some((Tok::Pipe, _)) = p.toks.get(p.i) {
+        return p.err(AGGREGATION);
+    }
     if p.i < p.toks.len() {
         return p.err("unexpected text after the end of the condition");
     }

@@ -130,7 +130,22 @@ impl Reader {
                 }
             }
         }
-        if !self.finish(input, &mut st) {
+        if self.stopped() {
+            // Stop reading: what is complete is processed; an unfinished last line is
+            // not a record yet and is left unread.
+            if st.mode == Some(Mode::Lines) && !self.cut(input, &mut st, false) {
+                return false;
+            }
+            if !st.pending.is_empty() {
+                tracing::info!(
+                    input = %input.name,
+                    "stopped: {} bytes of an unfinished record left unread",
+                    st.pending.len()
+                );
+                st.pending.clear();
+            }
+            st.skipping = None;
+        } else if !self.finish(input, &mut st) {
             return false;
         }
         let bytes_in = p.bytes_in.load(Ordering::Relaxed);

@@ -80,25 +80,11 @@ impl RuleIndex {
                 scratch.clear();
                 if let Some(s) = v.as_str() {
                     scratch.extend(s.bytes().map(|b| b.to_ascii_lowercase()));
-                } else if v.is_null() {
-                    // A null eventName equals no literal.
-                } else if v.as_array().is_some() || v.as_object().is_some() {
-                    // Several values: fall back to the full scan.
+                } else if !v.is_null() {
+                    // Arrays, objects, numbers and booleans match by rules the literal
+                    // table does not model (fan-out, numeric equality): test every rule.
                     (0..self.total).for_each(f);
                     return;
-                } else {
-                    use std::io::Write;
-                    let _ = if let Some(b) = v.as_bool() {
-                        write!(scratch, "{b}")
-                    } else if let Some(n) = v.as_i64() {
-                        write!(scratch, "{n}")
-                    } else if let Some(n) = v.as_u64() {
-                        write!(scratch, "{n}")
-                    } else if let Some(n) = v.as_f64() {
-                        write!(scratch, "{n}")
-                    } else {
-                        Ok(())
-                    };
                 }
                 self.by_name
                     .get(scratch.as_slice())

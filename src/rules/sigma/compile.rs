@@ -98,9 +98,12 @@ fn value_matches(set: &ValueSet, v: Value<'_, '_>) -> bool {
         return set.matches_null();
     }
     let mut buf = [0u8; 40];
-    match scalar_text(v, &mut buf) {
-        Some(s) => set.matches_str(s),
-        None => false,
+    let Some(text) = scalar_text(v, &mut buf) else {
+        return false;
+    };
+    match v.cast_f64() {
+        Some(n) if v.as_bool().is_none() => set.matches_number(n, text),
+        _ => set.matches_str(text),
     }
 }
 

@@ -166,6 +166,7 @@ fn compile(value: &str, anchor: Anchor) -> Result<Result<Test, Vec<u8>>, ValueEr
 #[derive(Debug, Clone, Default)]
 pub struct ValueSet {
     tests: Vec<Test>,
+    numbers: Vec<f64>,
     needles: Vec<Vec<u8>>,
     contains: Option<AhoCorasick>,
     null: bool,
@@ -174,6 +175,12 @@ pub struct ValueSet {
 impl ValueSet {
     /// Adds a string (or number, as text) value under the given anchor.
     pub fn add(&mut self, value: &str, anchor: Anchor) -> Result<(), ValueError> {
+        if anchor == Anchor::Exact
+            && let Ok(n) = value.trim().parse::<f64>()
+            && n.is_finite()
+        {
+            self.numbers.push(n);
+        }
         match compile(value, anchor)? {
             Ok(t) => self.tests.push(t),
             Err(needle) => self.needles.push(needle),
@@ -225,6 +232,13 @@ impl ValueSet {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Whether a JSON number matches: numerically equal to a member that is a plain
+    /// number (`200`, `200.0` and `2e2` are all 200), or its canonical text (integers as
+    /// digits, floats in shortest round-trip form) matching a member's pattern.
+    pub fn matches_number(&self, n: f64, text: &str) -> bool {
+        self.numbers.contains(&n) || self.matches_str(text)
     }
 
     /// Whether a string value matches any member.

@@ -117,13 +117,7 @@ pub fn render(
     write_path(b, root, "account_id", &k.principal_account);
     b.extend_from_slice(b"}},\"input\":{\"name\":");
     b.extend_from_slice(ctx.input_json.as_bytes());
-    b.extend_from_slice(b",\"record_index\":");
-    let b = out.split();
-    let mut num = itoa::Buffer::new();
-    b.extend_from_slice(b",\"line\":");
-    b.extend_from_slice(num.format(pos.line).as_bytes());
-    b.extend_from_slice(b",\"byte_offset\":");
-    b.extend_from_slice(num.format(pos.offset).as_bytes());
+    let b = out.position(pos);
     b.push(b'}');
     if ctx.include_record {
         b.extend_from_slice(b",\"record\":");

@@ -180,11 +180,24 @@ pub struct RunOutcome {
 }
 
 /// Per-input state of the in-order sink.
+#[derive(Default)]
 struct InputCursor {
     id: Option<u32>,
     records: u64,
     warned: u64,
     unshown: u64,
+}
+
+impl InputCursor {
+    /// Starts counting afresh when the units move on to the next input.
+    fn enter(&mut self, id: u32) {
+        if self.id != Some(id) {
+            *self = InputCursor {
+                id: Some(id),
+                ..InputCursor::default()
+            };
+        }
+    }
 }
 
 /// Runs the pipeline over `inputs` to the end (or until `shutdown` is set) and
@@ -243,12 +256,7 @@ pub fn run(
 
         let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
         let mut next = 1u64;
-        let mut cur = InputCursor {
-            id: None,
-            records: 0,
-            warned: 0,
-            unshown: 0,
-        };
+        let mut cur = InputCursor::default();
         let mut writing = true;
         loop {
             let msg = match done_rx.try_recv() {
@@ -267,6 +275,7 @@ pub fn run(
             pending.insert(d.seq, d);
             while let Some(d) = pending.remove(&next) {
                 next += 1;
+                cur.enter(d.input.id);
                 if writing && let Err(e) = write_done(&mut output, &d, &mut cur, cfg) {
                     sink_error = Some(e);
                     writing = false;
@@ -306,14 +315,6 @@ fn write_done(
     cur: &mut InputCursor,
     cfg: &PipelineConfig,
 ) -> Result<(), SinkError> {
-    if cur.id != Some(d.input.id) {
-        *cur = InputCursor {
-            id: Some(d.input.id),
-            records: 0,
-            warned: 0,
-            unshown: 0,
-        };
-    }
     out.write_findings(&d.findings, cur.records)?;
     out.write_dead_letters(&d.dead, cur.records)?;
     for n in &d.notes {
@@ -343,14 +344,6 @@ fn account(
     max_level: &mut Option<Level>,
     cur: &mut InputCursor,
 ) {
-    if cur.id != Some(d.input.id) {
-        *cur = InputCursor {
-            id: Some(d.input.id),
-            records: 0,
-            warned: 0,
-            unshown: 0,
-        };
-    }
     cur.records += d.counters.records_in;
     summary.counters.merge(&d.counters);
     for (i, n) in d.counters.findings_by_rule.iter().enumerate() {

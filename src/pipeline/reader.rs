@@ -163,19 +163,11 @@ impl Reader {
                 Some(nl) => {
                     sk.len += nl as u64;
                     let sk = st.skipping.take().unwrap_or_else(|| unreachable!());
-                    let seq = self.next_seq();
-                    if !self.send(Work::Oversized {
-                        seq,
-                        input: input.clone(),
-                        head: sk.head,
-                        len: sk.len,
-                        pos: sk.pos,
-                        limit: self.cfg.max_record_bytes,
-                    }) {
-                        return false;
-                    }
                     st.base.offset = sk.pos.offset + sk.len + 1;
                     st.base.line = sk.pos.line + 1;
+                    if !self.oversized(input, sk) {
+                        return false;
+                    }
                     data.drain(..=nl);
                 }
             }
@@ -262,19 +254,24 @@ impl Reader {
         })
     }
 
+    /// Sends the dead letter of a line that was too long to keep.
+    fn oversized(&mut self, input: &Arc<Input>, sk: Skip) -> bool {
+        let seq = self.next_seq();
+        self.send(Work::Oversized {
+            seq,
+            input: input.clone(),
+            head: sk.head,
+            len: sk.len,
+            pos: sk.pos,
+            limit: self.cfg.max_record_bytes,
+        })
+    }
+
     fn finish(&mut self, input: &Arc<Input>, st: &mut StreamState) -> bool {
-        if let Some(sk) = st.skipping.take() {
-            let seq = self.next_seq();
-            if !self.send(Work::Oversized {
-                seq,
-                input: input.clone(),
-                head: sk.head,
-                len: sk.len,
-                pos: sk.pos,
-                limit: self.cfg.max_record_bytes,
-            }) {
-                return false;
-            }
+        if let Some(sk) = st.skipping.take()
+            && !self.oversized(input, sk)
+        {
+            return false;
         }
         if st.pending.is_empty() {
             return true;

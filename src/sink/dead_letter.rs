@@ -29,13 +29,8 @@ pub fn render(
     let b = out.begin();
     b.extend_from_slice(b"{\"schema\":\"trailhound.dead_letter/1\",\"input\":");
     b.extend_from_slice(input_json.as_bytes());
-    b.extend_from_slice(b",\"record_index\":");
-    let b = out.split();
+    let b = out.position(pos);
     let mut num = itoa::Buffer::new();
-    b.extend_from_slice(b",\"line\":");
-    b.extend_from_slice(num.format(pos.line).as_bytes());
-    b.extend_from_slice(b",\"byte_offset\":");
-    b.extend_from_slice(num.format(pos.offset).as_bytes());
     b.extend_from_slice(b",\"reason\":");
     let _ = serde_json::to_writer(&mut *b, reason);
     match std::str::from_utf8(kept) {

@@ -7,6 +7,8 @@
 
 use std::io::{self, Write};
 
+use crate::decode::Position;
+
 #[derive(Debug, Clone, Copy)]
 struct Line {
     start: usize,
@@ -36,6 +38,19 @@ impl Rendered {
             self.open = Some((s, self.buf.len()));
         }
         &mut self.buf
+    }
+
+    /// Writes `,"record_index":` + the split + `,"line":N,"byte_offset":N`: the
+    /// position keys every line shares. Returns the buffer for the rest of the line.
+    pub fn position(&mut self, pos: Position) -> &mut Vec<u8> {
+        self.buf.extend_from_slice(b",\"record_index\":");
+        let b = self.split();
+        let mut num = itoa::Buffer::new();
+        b.extend_from_slice(b",\"line\":");
+        b.extend_from_slice(num.format(pos.line).as_bytes());
+        b.extend_from_slice(b",\"byte_offset\":");
+        b.extend_from_slice(num.format(pos.offset).as_bytes());
+        b
     }
 
     /// Ends the line (the second half must end with `\n`).

@@ -256,43 +256,54 @@ fn odd_records_in_other_framings_give_the_same_hits() {
 }
 
 #[test]
-fn numbers_compare_by_value() {
-    // docs/records.md: a JSON number matches a rule value that is the same number, or
-    // whose pattern matches the number's canonical text. The record spells 200.0; the
-    // rules ask for '200.0', '200' and '2e2' (all the number 200) and '20*' (a pattern
-    // over the canonical text "200"); '200.5' is another number.
+fn numbers_compare_as_sigma_types() {
+    // docs/records.md: a YAML number in a rule compares numerically (strings are cast);
+    // a YAML string compares with the leaf's text, which for a JSON number is its
+    // canonical text ("200" for 200.0).
     let t = tempfile::tempdir().expect("tempdir");
     let rule = |id: &str, v: &str| {
         format!(
-            "title: {id}\nid: {id}\nlogsource: {{product: aws, service: cloudtrail}}\ndetection:\n    sel:\n        errorCode: '{v}'\n    condition: sel\nlevel: low\n"
+            "title: {id}\nid: {id}\nlogsource: {{product: aws, service: cloudtrail}}\ndetection:\n    sel:\n        errorCode: {v}\n    condition: sel\nlevel: low\n"
         )
     };
     let rules: Vec<String> = [
-        ("n-200.0", "200.0"),
-        ("n-200", "200"),
-        ("n-2e2", "2e2"),
-        ("n-20-star", "20*"),
-        ("n-200.5", "200.5"),
+        ("str-200", "'200'"),
+        ("str-20-star", "'20*'"),
+        ("str-200.0", "'200.0'"),
+        ("num-200.0", "200.0"),
+        ("num-2e2", "2e2"),
+        ("num-200.5", "200.5"),
     ]
     .iter()
     .map(|(id, v)| rule(id, v))
     .collect();
     std::fs::write(t.path().join("n.yml"), rules.join("---\n")).expect("write rule");
-    let rec = br#"{"eventVersion":"1.09","eventTime":"2026-11-20T08:00:13Z","eventSource":"s3.amazonaws.com","eventName":"GetBucketAcl","awsRegion":"us-east-1","sourceIPAddress":"203.0.113.5","errorCode":200.0,"eventID":"00000000-0000-4000-8000-000000000013","recipientAccountId":"111122223333"}
-"#;
-    let out = detect(
-        &[
-            OsStr::new("--no-builtin"),
-            "--rules".as_ref(),
-            t.path().as_os_str(),
-        ],
-        rec,
-    );
-    let mut hit: Vec<String> = out.keys().into_iter().map(|(r, _)| r).collect();
-    hit.sort();
+    let rec = |code: &str| {
+        format!(
+            "{{\"eventVersion\":\"1.09\",\"eventTime\":\"2026-11-20T08:00:13Z\",\"eventSource\":\"s3.amazonaws.com\",\"eventName\":\"GetBucketAcl\",\"awsRegion\":\"us-east-1\",\"errorCode\":{code},\"eventID\":\"00000000-0000-4000-8000-000000000013\",\"recipientAccountId\":\"111122223333\"}}\n"
+        )
+    };
+    let hits = |record: String| {
+        let out = detect(
+            &[
+                OsStr::new("--no-builtin"),
+                "--rules".as_ref(),
+                t.path().as_os_str(),
+            ],
+            record.as_bytes(),
+        );
+        let mut hit: Vec<String> = out.keys().into_iter().map(|(r, _)| r).collect();
+        hit.sort();
+        hit
+    };
     assert_eq!(
-        hit,
-        ["n-20-star", "n-200", "n-200.0", "n-2e2"],
-        "rules that matched errorCode 200.0"
+        hits(rec("200.0")),
+        ["num-200.0", "num-2e2", "str-20-star", "str-200"],
+        "rules that matched the JSON number 200.0"
+    );
+    assert_eq!(
+        hits(rec("\"200.0\"")),
+        ["num-200.0", "num-2e2", "str-20-star", "str-200.0"],
+        "rules that matched the string \"200.0\""
     );
 }

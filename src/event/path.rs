@@ -11,7 +11,10 @@
 //!    record holding both `Tagging` and `tagging` gives each path its own key);
 //! 3. an array met on the way fans out: the rest of the path is applied to every element,
 //!    and the field has one value per element reached (a rule matches if any does);
-//! 4. a numeric segment (`resources.0.ARN` or `resources[0].ARN`) selects one element.
+//! 4. a numeric segment (`resources.0.ARN` or `resources[0].ARN`) selects one element;
+//! 5. when a segment is not a key at all, a key that itself contains dots and spells
+//!    this and the following segments is used (`resource.resourceType` in GuardDuty
+//!    requests).
 
 use std::fmt;
 use std::ops::ControlFlow;
@@ -165,14 +168,58 @@ where
         }
         return ControlFlow::Continue(());
     }
-    let key = match seg {
+    let Some(obj) = value.as_object() else {
+        return ControlFlow::Continue(());
+    };
+    let key = seg_text(seg);
+    // One pass over the keys: the exact key wins at once; else the first ASCII
+    // case-insensitive match; else a key that itself holds dots (`resource.type`) and
+    // spells this segment and the next ones.
+    let mut folded = None;
+    let mut dotted: Option<(Value<'t, 'i>, usize)> = None;
+    for (k, v) in obj.iter() {
+        if k == key {
+            return walk(v, rest, f);
+        }
+        if folded.is_none() && k.len() == key.len() && k.eq_ignore_ascii_case(key) {
+            folded = Some(v);
+        }
+        if dotted.is_none() && !rest.is_empty() && k.len() > key.len() && k.as_bytes()[key.len()] == b'.' {
+            dotted = dotted_match(k, segments).map(|n| (v, n));
+        }
+    }
+    match (folded, dotted) {
+        (Some(v), _) => walk(v, rest, f),
+        (None, Some((v, n))) => walk(v, &segments[n..], f),
+        (None, None) => ControlFlow::Continue(()),
+    }
+}
+
+fn seg_text(seg: &Segment) -> &str {
+    match seg {
         Segment::Key(k) => k,
         Segment::Index(_, digits) => digits,
-    };
-    match object_get(value, key) {
-        Some(v) => walk(v, rest, f),
-        None => ControlFlow::Continue(()),
     }
+}
+
+/// How many segments the dotted key `k` spells (at least 2), if it spells whole ones.
+fn dotted_match(k: &str, segments: &[Segment]) -> Option<usize> {
+    let mut pos = 0;
+    for (n, seg) in segments.iter().enumerate() {
+        let t = seg_text(seg);
+        if !k[pos..].starts_with(t) {
+            return None;
+        }
+        pos += t.len();
+        if pos == k.len() {
+            return (n >= 1).then_some(n + 1);
+        }
+        if k.as_bytes()[pos] != b'.' {
+            return None;
+        }
+        pos += 1;
+    }
+    None
 }
 
 /// Looks `key` up in an object value: exact key first, then the first ASCII
@@ -249,6 +296,14 @@ mod tests {
     fn array_at_end_fans_out() {
         let j = r#"{"ips":["1.1.1.1","2.2.2.2"]}"#;
         assert_eq!(lookup_all(j, "ips"), ["1.1.1.1", "2.2.2.2"]);
+    }
+
+    #[test]
+    fn keys_with_dots() {
+        let j = r#"{"requestParameters":{"resource.resourceType":"EC2","x":{"a.b":{"c":"deep"}}}}"#;
+        assert_eq!(lookup_all(j, "requestParameters.resource.resourceType"), ["EC2"]);
+        assert_eq!(lookup_all(j, "requestParameters.x.a.b.c"), ["deep"]);
+        assert!(lookup_all(j, "requestParameters.resource").is_empty());
     }
 
     #[test]

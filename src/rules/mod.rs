@@ -17,6 +17,8 @@
 //! that name none, so cost grows with the rules that *could* match, not with the pack.
 
 pub mod builtin;
+pub mod collection;
+pub mod fieldmap;
 pub mod index;
 pub mod selftest;
 pub mod sigma;
@@ -28,6 +30,7 @@ use std::path::{Path, PathBuf};
 use simd_json::tape::Value;
 
 use self::sigma::compile::Detection;
+pub use self::sigma::field::CompileContext;
 use self::sigma::parse::{Parsed, parse_document};
 use self::yaml::Mark;
 
@@ -369,6 +372,14 @@ impl RulePack {
     /// Loads and compiles rules. Bad rules are reported in the [`LoadReport`] and
     /// skipped; only a path that cannot be read at all is an error.
     pub fn load(opts: &LoadOptions) -> Result<(RulePack, LoadReport), RulePathError> {
+        Self::load_with(opts, &CompileContext::default())
+    }
+
+    /// [`RulePack::load`] with `expand` placeholders.
+    pub fn load_with(
+        opts: &LoadOptions,
+        ctx: &CompileContext,
+    ) -> Result<(RulePack, LoadReport), RulePathError> {
         let mut sources: Vec<(Origin, String)> = Vec::new();
         if opts.builtin {
             for (name, text) in builtin::FILES {
@@ -397,12 +408,21 @@ impl RulePack {
                 }
             }
         }
-        let pack = Self::from_sources(&sources, &mut report);
+        let pack = Self::from_sources_with(&sources, &mut report, ctx);
         Ok((pack, report))
     }
 
     /// Compiles rules from in-memory texts.
     pub fn from_sources(sources: &[(Origin, String)], report: &mut LoadReport) -> RulePack {
+        Self::from_sources_with(sources, report, &CompileContext::default())
+    }
+
+    /// [`RulePack::from_sources`] with `expand` placeholders.
+    pub fn from_sources_with(
+        sources: &[(Origin, String)],
+        report: &mut LoadReport,
+        ctx: &CompileContext,
+    ) -> RulePack {
         let mut rules: Vec<CompiledRule> = Vec::new();
         for (origin, text) in sources {
             report.files += 1;
@@ -419,9 +439,16 @@ impl RulePack {
                     continue;
                 }
             };
+            let docs = match collection::resolve(docs) {
+                Ok(d) => d,
+                Err(l) => {
+                    report.errors.push(RuleError::at(origin, l));
+                    continue;
+                }
+            };
             for doc in &docs {
                 let mut warns = Vec::new();
-                let parsed = parse_document(doc, origin, &mut warns);
+                let parsed = parse_document(doc, origin, &mut warns, ctx);
                 report
                     .warnings
                     .extend(warns.into_iter().map(|w| RuleError::at(origin, w)));

@@ -5,32 +5,14 @@
 //! can be decided at load time is: paths are parsed, values are compiled into
 //! [`ValueSet`]s, wildcard patterns in `1 of sel*` are resolved to indices.
 
-use std::ops::ControlFlow;
-
-use simd_json::prelude::{TypedScalarValue, ValueAsScalar};
 use simd_json::tape::Value;
 
 use super::condition::{self, CondAst, Quantifier};
-use super::modifiers::{Anchor, Modifier, ValueSet};
+use super::field::{CompileContext, FieldTest, compile_field, compile_keywords, keywords_match};
+use super::modifiers::ValueSet;
 use crate::event::FieldPath;
 use crate::rules::yaml::{Kind, Mark, Yaml};
 use crate::rules::{Located, RuleErrorKind};
-
-/// How a field test combines its values.
-#[derive(Debug, Clone)]
-enum TestKind {
-    /// Any value matches (Sigma's default for lists).
-    Any(ValueSet),
-    /// `|all`: every value matches some value of the field.
-    All(Vec<ValueSet>),
-}
-
-/// One `field|modifiers: values` entry.
-#[derive(Debug, Clone)]
-pub struct FieldTest {
-    path: FieldPath,
-    kind: TestKind,
-}
 
 /// One named selection of a detection.
 #[derive(Debug, Clone)]
@@ -38,7 +20,7 @@ pub enum Selection {
     /// OR of groups, each an AND of field tests (a map is one group, a list of maps
     /// several).
     Fields(Vec<Vec<FieldTest>>),
-    /// Keywords: any string value anywhere in the record matches any member.
+    /// Keywords: any leaf anywhere in the record contains one of the keywords.
     Keywords(ValueSet),
 }
 
@@ -64,104 +46,12 @@ pub struct Detection {
     cond: Cond,
 }
 
-/// Formats a non-string scalar as Sigma compares it: its JSON text.
-fn scalar_text<'b>(v: Value<'_, '_>, buf: &'b mut [u8; 40]) -> Option<&'b str> {
-    use std::io::Write;
-    let mut cur = std::io::Cursor::new(&mut buf[..]);
-    if let Some(b) = v.as_bool() {
-        return Some(if b { "true" } else { "false" });
-    }
-    let ok = if let Some(i) = v.as_i64() {
-        write!(cur, "{i}").is_ok()
-    } else if let Some(u) = v.as_u64() {
-        write!(cur, "{u}").is_ok()
-    } else if let Some(f) = v.as_f64() {
-        write!(cur, "{f}").is_ok()
-    } else {
-        false
-    };
-    let n = cur.position() as usize;
-    if ok {
-        std::str::from_utf8(&buf[..n]).ok()
-    } else {
-        None
-    }
-}
-
-/// Whether one field value matches a value set.
-#[inline]
-fn value_matches(set: &ValueSet, v: Value<'_, '_>) -> bool {
-    if let Some(s) = v.as_str() {
-        return set.matches_str(s);
-    }
-    if v.is_null() {
-        return set.matches_null();
-    }
-    let mut buf = [0u8; 40];
-    let Some(text) = scalar_text(v, &mut buf) else {
-        return false;
-    };
-    match v.cast_f64() {
-        Some(n) if v.as_bool().is_none() => set.matches_number(n, text),
-        _ => set.matches_str(text),
-    }
-}
-
-fn any_value_matches(path: &FieldPath, root: Value<'_, '_>, set: &ValueSet) -> bool {
-    let mut seen = false;
-    let flow = path.for_each(root, &mut |v| {
-        seen = true;
-        if value_matches(set, v) {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    });
-    flow.is_break() || (!seen && set.matches_null())
-}
-
-impl FieldTest {
-    /// The field's path.
-    pub fn path(&self) -> &FieldPath {
-        &self.path
-    }
-
-    /// Whole-value ASCII literals this test requires, if it is a plain equality test.
-    pub fn exact_literals(&self) -> Option<Vec<Box<[u8]>>> {
-        match &self.kind {
-            TestKind::Any(set) => set.exact_literals(),
-            TestKind::All(_) => None,
-        }
-    }
-
-    #[inline]
-    fn matches(&self, root: Value<'_, '_>) -> bool {
-        match &self.kind {
-            TestKind::Any(set) => any_value_matches(&self.path, root, set),
-            TestKind::All(sets) => sets.iter().all(|s| any_value_matches(&self.path, root, s)),
-        }
-    }
-}
-
-fn for_each_string<'i>(v: Value<'_, 'i>, f: &mut impl FnMut(&'i str) -> bool) -> bool {
-    if let Some(s) = crate::event::path::as_str(v) {
-        return f(s);
-    }
-    if let Some(arr) = v.as_array() {
-        return arr.iter().any(|e| for_each_string(e, f));
-    }
-    if let Some(obj) = v.as_object() {
-        return obj.iter().any(|(_, e)| for_each_string(e, f));
-    }
-    false
-}
-
 impl Selection {
     #[inline]
     fn matches(&self, root: Value<'_, '_>) -> bool {
         match self {
             Selection::Fields(groups) => groups.iter().any(|g| g.iter().all(|t| t.matches(root))),
-            Selection::Keywords(set) => for_each_string(root, &mut |s| set.matches_str(s)),
+            Selection::Keywords(set) => keywords_match(set, root),
         }
     }
 
@@ -251,146 +141,32 @@ fn err(mark: Mark, kind: RuleErrorKind) -> Located {
     Located { mark, kind }
 }
 
-fn compile_values(field: &str, mods: &[Modifier], value: &Yaml) -> Result<TestKind, Located> {
-    let anchor = mods.iter().fold(Anchor::Exact, |a, m| match m {
-        Modifier::Contains => Anchor::Contains,
-        Modifier::StartsWith => Anchor::StartsWith,
-        Modifier::EndsWith => Anchor::EndsWith,
-        Modifier::All => a,
-    });
-    let all = mods.contains(&Modifier::All);
-    let items: Vec<&Yaml> = match &value.kind {
-        Kind::Seq(v) => v.iter().collect(),
-        _ => vec![value],
-    };
-    if items.is_empty() {
-        return Err(err(
-            value.mark,
-            RuleErrorKind::TypeMismatch {
-                field: field.into(),
-                expected: "at least one value",
-                found: "an empty list",
-            },
-        ));
-    }
-    let mut sets = Vec::new();
-    let mut one = ValueSet::default();
-    for item in items {
-        let target = if all {
-            sets.push(ValueSet::default());
-            sets.last_mut().unwrap_or_else(|| unreachable!())
-        } else {
-            &mut one
-        };
-        match &item.kind {
-            Kind::Null => target.add_null(),
-            Kind::Str(_) | Kind::Number(_) | Kind::Bool(_) => {
-                let text = item.as_scalar_text().unwrap_or_default();
-                target
-                    .add(text, anchor)
-                    .map_err(|e| err(item.mark, RuleErrorKind::BadValue(e.to_string())))?;
-            }
-            _ => {
-                return Err(err(
-                    item.mark,
-                    RuleErrorKind::TypeMismatch {
-                        field: field.into(),
-                        expected: "a scalar value or a list of scalars",
-                        found: item.kind_name(),
-                    },
-                ));
-            }
-        }
-    }
-    let finish = |s: &mut ValueSet| {
-        s.finish()
-            .map_err(|e| err(value.mark, RuleErrorKind::BadValue(e.to_string())))
-    };
-    if all {
-        for s in &mut sets {
-            finish(s)?;
-        }
-        Ok(TestKind::All(sets))
-    } else {
-        finish(&mut one)?;
-        Ok(TestKind::Any(one))
-    }
-}
-
-/// Splits `field|mod|mod` and parses the modifiers.
-fn split_key(key: &Yaml) -> Result<(String, Vec<Modifier>), Located> {
-    let text = key.as_scalar_text().ok_or_else(|| {
-        err(
-            key.mark,
-            RuleErrorKind::TypeMismatch {
-                field: "<selection key>".into(),
-                expected: "a field name",
-                found: key.kind_name(),
-            },
-        )
-    })?;
-    let mut parts = text.split('|');
-    let field = parts.next().unwrap_or_default().to_string();
-    let mut mods = Vec::new();
-    let mut anchors = 0;
-    for m in parts {
-        match Modifier::parse(m) {
-            Some(modifier) => {
-                if modifier != Modifier::All {
-                    anchors += 1;
-                }
-                mods.push(modifier);
-            }
-            None => {
-                return Err(err(
-                    key.mark,
-                    RuleErrorKind::UnknownModifier {
-                        modifier: m.into(),
-                        field: field.clone(),
-                    },
-                ));
-            }
-        }
-    }
-    if anchors > 1 {
-        return Err(err(key.mark, RuleErrorKind::ConflictingModifiers { field }));
-    }
-    Ok((field, mods))
-}
-
-fn compile_group(map: &[(Yaml, Yaml)]) -> Result<Vec<FieldTest>, Located> {
+fn compile_group(map: &[(Yaml, Yaml)], ctx: &CompileContext) -> Result<Vec<FieldTest>, Located> {
     let mut group = Vec::with_capacity(map.len());
     for (k, v) in map {
-        let (field, mods) = split_key(k)?;
-        if field.is_empty() {
-            return Err(err(k.mark, RuleErrorKind::KeywordModifiersInMap));
-        }
-        let path = FieldPath::parse(&field)
-            .map_err(|e| err(k.mark, RuleErrorKind::BadPath(e.to_string())))?;
-        let kind = compile_values(&field, &mods, v)?;
-        group.push(FieldTest { path, kind });
+        group.push(compile_field(k, v, ctx)?);
     }
     Ok(group)
 }
 
-fn compile_selection(name: &str, y: &Yaml) -> Result<Selection, Located> {
+fn compile_selection(name: &str, y: &Yaml, ctx: &CompileContext) -> Result<Selection, Located> {
     match &y.kind {
-        Kind::Map(m) => Ok(Selection::Fields(vec![compile_group(m)?])),
+        Kind::Map(m) => Ok(Selection::Fields(vec![compile_group(m, ctx)?])),
         Kind::Seq(items)
             if !items.is_empty() && items.iter().all(|i| matches!(i.kind, Kind::Map(_))) =>
         {
             let groups = items
                 .iter()
-                .map(|i| compile_group(i.as_map().unwrap_or_default()))
+                .map(|i| compile_group(i.as_map().unwrap_or_default(), ctx))
                 .collect::<Result<_, _>>()?;
             Ok(Selection::Fields(groups))
         }
         Kind::Seq(items)
             if items.iter().all(|i| i.as_scalar_text().is_some()) && !items.is_empty() =>
         {
-            keyword_set(items.iter())
+            Ok(Selection::Keywords(compile_keywords(items.iter())?))
         }
-        Kind::Str(_) | Kind::Number(_) => keyword_set(std::iter::once(y)),
+        Kind::Str(_) | Kind::Number(_) => Ok(Selection::Keywords(compile_keywords(std::iter::once(y))?)),
         _ => Err(err(
             y.mark,
             RuleErrorKind::TypeMismatch {
@@ -400,20 +176,6 @@ fn compile_selection(name: &str, y: &Yaml) -> Result<Selection, Located> {
             },
         )),
     }
-}
-
-fn keyword_set<'a>(items: impl Iterator<Item = &'a Yaml>) -> Result<Selection, Located> {
-    let mut set = ValueSet::default();
-    let mut mark = Mark::default();
-    for i in items {
-        mark = i.mark;
-        let text = i.as_scalar_text().unwrap_or_default();
-        set.add(text, Anchor::Contains)
-            .map_err(|e| err(i.mark, RuleErrorKind::BadValue(e.to_string())))?;
-    }
-    set.finish()
-        .map_err(|e| err(mark, RuleErrorKind::BadValue(e.to_string())))?;
-    Ok(Selection::Keywords(set))
 }
 
 fn glob_match(pattern: &str, name: &str) -> bool {
@@ -491,7 +253,7 @@ fn compile_cond(ast: &CondAst, names: &[String], mark: Mark) -> Result<Cond, Loc
 }
 
 /// Compiles the `detection:` mapping of a rule.
-pub fn compile_detection(det: &Yaml) -> Result<Detection, Located> {
+pub fn compile_detection(det: &Yaml, ctx: &CompileContext) -> Result<Detection, Located> {
     let map = det.as_map().ok_or_else(|| {
         err(
             det.mark,
@@ -521,7 +283,7 @@ pub fn compile_detection(det: &Yaml) -> Result<Detection, Located> {
                 ));
             }
             _ => {
-                selections.push(compile_selection(name, v)?);
+                selections.push(compile_selection(name, v, ctx)?);
                 names.push(name.to_string());
             }
         }
@@ -570,7 +332,7 @@ mod tests {
 
     fn det(yaml: &str) -> Result<Detection, Located> {
         let docs = load_documents(yaml).expect("yaml");
-        compile_detection(&docs[0])
+        compile_detection(&docs[0], &CompileContext::default())
     }
 
     fn check(yaml: &str, record: &str) -> bool {

@@ -10,5 +10,6 @@
 
 pub mod compile;
 pub mod condition;
+pub mod field;
 pub mod modifiers;
 pub mod parse;

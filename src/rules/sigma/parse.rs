@@ -5,6 +5,7 @@
 //! naming another product or service is skipped with a notice, not an error.
 
 use super::compile::compile_detection;
+use super::field::CompileContext;
 use crate::rules::yaml::{Kind, Yaml};
 use crate::rules::{CompiledRule, Level, Located, Origin, RuleErrorKind, RuleMeta};
 
@@ -121,6 +122,7 @@ pub fn parse_document(
     doc: &Yaml,
     origin: &Origin,
     warn: &mut Vec<Located>,
+    ctx: &CompileContext,
 ) -> Result<Parsed, Located> {
     let Some(map) = doc.as_map() else {
         return Err(type_err(doc, "<document>", "a mapping"));
@@ -191,7 +193,7 @@ pub fn parse_document(
         origin: origin.clone(),
         line: doc.mark.line,
     };
-    let detection = compile_detection(detection)?;
+    let detection = compile_detection(detection, ctx)?;
     Ok(Parsed::Rule(Box::new(CompiledRule::new(meta, detection))))
 }
 

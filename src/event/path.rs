@@ -184,7 +184,11 @@ where
         if folded.is_none() && k.len() == key.len() && k.eq_ignore_ascii_case(key) {
             folded = Some(v);
         }
-        if dotted.is_none() && !rest.is_empty() && k.len() > key.len() && k.as_bytes()[key.len()] == b'.' {
+        if dotted.is_none()
+            && !rest.is_empty()
+            && k.len() > key.len()
+            && k.as_bytes()[key.len()] == b'.'
+        {
             dotted = dotted_match(k, segments).map(|n| (v, n));
         }
     }
@@ -301,7 +305,10 @@ mod tests {
     #[test]
     fn keys_with_dots() {
         let j = r#"{"requestParameters":{"resource.resourceType":"EC2","x":{"a.b":{"c":"deep"}}}}"#;
-        assert_eq!(lookup_all(j, "requestParameters.resource.resourceType"), ["EC2"]);
+        assert_eq!(
+            lookup_all(j, "requestParameters.resource.resourceType"),
+            ["EC2"]
+        );
         assert_eq!(lookup_all(j, "requestParameters.x.a.b.c"), ["deep"]);
         assert!(lookup_all(j, "requestParameters.resource").is_empty());
     }

@@ -18,7 +18,10 @@ fn merge(base: &Yaml, over: &Yaml) -> Yaml {
         (Kind::Map(b), Kind::Map(o)) => {
             let mut out = b.clone();
             for (k, v) in o {
-                match out.iter_mut().find(|(bk, _)| bk.as_scalar_text() == k.as_scalar_text()) {
+                match out
+                    .iter_mut()
+                    .find(|(bk, _)| bk.as_scalar_text() == k.as_scalar_text())
+                {
                     Some((_, bv)) => *bv = merge(bv, v),
                     None => out.push((k.clone(), v.clone())),
                 }
@@ -56,7 +59,9 @@ pub fn resolve(docs: Vec<Yaml>) -> Result<Vec<Yaml>, Located> {
     let mut global: Option<Yaml> = None;
     let mut previous: Option<Yaml> = None;
     for doc in docs {
-        let action = doc.get("action").map(|a| (a.as_scalar_text().map(str::to_string), a.mark));
+        let action = doc
+            .get("action")
+            .map(|a| (a.as_scalar_text().map(str::to_string), a.mark));
         match action {
             None => {
                 let rule = match &global {
@@ -105,7 +110,10 @@ mod tests {
         let det = docs[0].get("detection").expect("detection");
         assert!(det.get("condition").is_some() && det.get("sel").is_some());
         assert_eq!(docs[1].get("id").and_then(Yaml::as_str), Some("b"));
-        let sel = docs[1].get("detection").and_then(|d| d.get("sel")).expect("sel");
+        let sel = docs[1]
+            .get("detection")
+            .and_then(|d| d.get("sel"))
+            .expect("sel");
         assert_eq!(sel.get("eventName").and_then(Yaml::as_str), Some("B"));
         assert_eq!(docs[2].get("title").and_then(Yaml::as_str), Some("C"));
         assert!(docs[2].get("logsource").is_none());

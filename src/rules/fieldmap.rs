@@ -36,7 +36,11 @@ const COLUMNS: &[(&str, &str, bool)] = &[
     ("resources", "resources", false),
     ("response_elements", "responseElements", false),
     ("service_event_details", "serviceEventDetails", false),
-    ("session_credential_from_console", "sessionCredentialFromConsole", false),
+    (
+        "session_credential_from_console",
+        "sessionCredentialFromConsole",
+        false,
+    ),
     ("shared_event_id", "sharedEventID", false),
     ("source_ip_address", "sourceIPAddress", false),
     ("tls_details", "tlsDetails", true),
@@ -102,7 +106,10 @@ mod tests {
             map("user_identity.session_context.session_issuer.user_name"),
             "userIdentity.sessionContext.sessionIssuer.userName"
         );
-        assert_eq!(map("request_parameters.bucketName"), "requestParameters.bucketName");
+        assert_eq!(
+            map("request_parameters.bucketName"),
+            "requestParameters.bucketName"
+        );
         assert_eq!(map("tls_details.tls_version"), "tlsDetails.tlsVersion");
         assert_eq!(map("eventName"), "eventName");
         assert_eq!(map("userIdentity.type"), "userIdentity.type");

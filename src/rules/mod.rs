@@ -264,6 +264,11 @@ pub enum RuleErrorKind {
     /// A feature not supported yet.
     #[error("not supported: {0}")]
     Unsupported(&'static str),
+    /// `detection.timeframe` of a single-record rule (a warning: it is ignored).
+    #[error(
+        "timeframe is ignored in a single-record rule; count over a window with a correlation rule"
+    )]
+    IgnoredTimeframe,
     /// A top-level key that Sigma does not define (a warning unless strict).
     #[error("unknown top-level key '{0}'")]
     UnknownKey(String),

@@ -166,7 +166,9 @@ fn compile_selection(name: &str, y: &Yaml, ctx: &CompileContext) -> Result<Selec
         {
             Ok(Selection::Keywords(compile_keywords(items.iter())?))
         }
-        Kind::Str(_) | Kind::Number(_) => Ok(Selection::Keywords(compile_keywords(std::iter::once(y))?)),
+        Kind::Str(_) | Kind::Number(_) => {
+            Ok(Selection::Keywords(compile_keywords(std::iter::once(y))?))
+        }
         _ => Err(err(
             y.mark,
             RuleErrorKind::TypeMismatch {
@@ -253,7 +255,11 @@ fn compile_cond(ast: &CondAst, names: &[String], mark: Mark) -> Result<Cond, Loc
 }
 
 /// Compiles the `detection:` mapping of a rule.
-pub fn compile_detection(det: &Yaml, ctx: &CompileContext) -> Result<Detection, Located> {
+pub fn compile_detection(
+    det: &Yaml,
+    ctx: &CompileContext,
+    warn: &mut Vec<Located>,
+) -> Result<Detection, Located> {
     let map = det.as_map().ok_or_else(|| {
         err(
             det.mark,
@@ -276,12 +282,7 @@ pub fn compile_detection(det: &Yaml, ctx: &CompileContext) -> Result<Detection, 
                 Kind::Seq(items) => conditions.extend(items.iter()),
                 _ => conditions.push(v),
             },
-            "timeframe" => {
-                return Err(err(
-                    k.mark,
-                    RuleErrorKind::Unsupported("timeframe (use a correlation rule)"),
-                ));
-            }
+            "timeframe" => warn.push(err(k.mark, RuleErrorKind::IgnoredTimeframe)),
             _ => {
                 selections.push(compile_selection(name, v, ctx)?);
                 names.push(name.to_string());
@@ -332,7 +333,7 @@ mod tests {
 
     fn det(yaml: &str) -> Result<Detection, Located> {
         let docs = load_documents(yaml).expect("yaml");
-        compile_detection(&docs[0], &CompileContext::default())
+        compile_detection(&docs[0], &CompileContext::default(), &mut Vec::new())
     }
 
     fn check(yaml: &str, record: &str) -> bool {

@@ -66,11 +66,18 @@ pub fn scalar_text<'b>(v: Value<'_, '_>, buf: &'b mut [u8; 40]) -> Option<&'b st
         false
     };
     let n = cur.position() as usize;
-    if ok { std::str::from_utf8(&buf[..n]).ok() } else { None }
+    if ok {
+        std::str::from_utf8(&buf[..n]).ok()
+    } else {
+        None
+    }
 }
 
 /// Calls `f` with every non-null leaf under `v`; stops when `f` breaks.
-pub fn for_each_leaf(v: Value<'_, '_>, f: &mut dyn FnMut(Leaf<'_>) -> ControlFlow<()>) -> ControlFlow<()> {
+pub fn for_each_leaf(
+    v: Value<'_, '_>,
+    f: &mut dyn FnMut(Leaf<'_>) -> ControlFlow<()>,
+) -> ControlFlow<()> {
     if let Some(s) = path::as_str(v) {
         return f(Leaf::Str(s));
     }
@@ -226,14 +233,24 @@ fn sort_mods(field: &str, mods: &[Modifier], mark: Mark) -> Result<Mods, Located
         }
     }
     if m.anchors > 1 {
-        return Err(err(mark, RuleErrorKind::ConflictingModifiers { field: field.into() }));
+        return Err(err(
+            mark,
+            RuleErrorKind::ConflictingModifiers {
+                field: field.into(),
+            },
+        ));
     }
     let kinds = [m.re, m.cidr, m.compare.is_some(), m.fieldref, m.exists]
         .iter()
         .filter(|&&b| b)
         .count();
     if kinds > 1 {
-        return Err(bad(mark, format!("field '{field}': re, cidr, lt/lte/gt/gte, fieldref and exists exclude each other")));
+        return Err(bad(
+            mark,
+            format!(
+                "field '{field}': re, cidr, lt/lte/gt/gte, fieldref and exists exclude each other"
+            ),
+        ));
     }
     Ok(m)
 }
@@ -243,10 +260,15 @@ fn expand(text: &str, ctx: &CompileContext, mark: Mark) -> Result<Vec<String>, L
     let mut out = vec![String::new()];
     let mut rest = text;
     while let Some(start) = rest.find('%') {
-        let Some(len) = rest[start + 1..].find('%') else { break };
+        let Some(len) = rest[start + 1..].find('%') else {
+            break;
+        };
         let name = &rest[start + 1..start + 1 + len];
         let values = ctx.placeholders.get(name).ok_or_else(|| {
-            bad(mark, format!("placeholder %{name}% has no values (give them with --placeholders FILE)"))
+            bad(
+                mark,
+                format!("placeholder %{name}% has no values (give them with --placeholders FILE)"),
+            )
         })?;
         let prefix = &rest[..start];
         out = out
@@ -262,7 +284,11 @@ fn expand(text: &str, ctx: &CompileContext, mark: Mark) -> Result<Vec<String>, L
 }
 
 /// Applies the encoding modifiers, in rule order, to one value.
-fn transform(pattern: Pattern, transforms: &[Modifier], mark: Mark) -> Result<Vec<Pattern>, Located> {
+fn transform(
+    pattern: Pattern,
+    transforms: &[Modifier],
+    mark: Mark,
+) -> Result<Vec<Pattern>, Located> {
     let mut variants = vec![pattern];
     for t in transforms {
         let mut next = Vec::new();
@@ -273,7 +299,10 @@ fn transform(pattern: Pattern, transforms: &[Modifier], mark: Mark) -> Result<Ve
                         Modifier::Utf16Be => utf16be(s),
                         _ => utf16le(s),
                     };
-                    if p.0.iter().any(|x| matches!(x, super::modifiers::Piece::Lit(l) if enc(l).is_none())) {
+                    if p.0
+                        .iter()
+                        .any(|x| matches!(x, super::modifiers::Piece::Lit(l) if enc(l).is_none()))
+                    {
                         return Err(bad(mark, "utf16 modifiers need an ASCII value"));
                     }
                     let mut q = p.map_literals(|l| enc(l).unwrap_or_default());
@@ -283,9 +312,12 @@ fn transform(pattern: Pattern, transforms: &[Modifier], mark: Mark) -> Result<Ve
                     next.push(q);
                 }
                 Modifier::Base64 | Modifier::Base64Offset => {
-                    let lit = p
-                        .as_literal()
-                        .ok_or_else(|| bad(mark, "base64 encoding of a value with wildcards is not allowed"))?;
+                    let lit = p.as_literal().ok_or_else(|| {
+                        bad(
+                            mark,
+                            "base64 encoding of a value with wildcards is not allowed",
+                        )
+                    })?;
                     if *t == Modifier::Base64 {
                         next.push(Pattern::literal(&base64(&lit)));
                     } else {
@@ -297,9 +329,10 @@ fn transform(pattern: Pattern, transforms: &[Modifier], mark: Mark) -> Result<Ve
                     let mut acc = vec![Pattern::default()];
                     for piece in &p.0 {
                         let alts: Vec<super::modifiers::Piece> = match piece {
-                            super::modifiers::Piece::Lit(l) => {
-                                windash(l).into_iter().map(super::modifiers::Piece::Lit).collect()
-                            }
+                            super::modifiers::Piece::Lit(l) => windash(l)
+                                .into_iter()
+                                .map(super::modifiers::Piece::Lit)
+                                .collect(),
                             other => vec![other.clone()],
                         };
                         acc = acc
@@ -324,11 +357,21 @@ fn transform(pattern: Pattern, transforms: &[Modifier], mark: Mark) -> Result<Ve
 }
 
 fn number_of(item: &Yaml) -> Option<f64> {
-    item.as_scalar_text()?.trim().parse::<f64>().ok().filter(|n| n.is_finite())
+    item.as_scalar_text()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite())
 }
 
 /// Adds one rule value to `set` under the modifiers `m`.
-fn add_value(set: &mut ValueSet, item: &Yaml, m: &Mods, field: &str, ctx: &CompileContext) -> Result<(), Located> {
+fn add_value(
+    set: &mut ValueSet,
+    item: &Yaml,
+    m: &Mods,
+    field: &str,
+    ctx: &CompileContext,
+) -> Result<(), Located> {
     let mark = item.mark;
     if item.kind == Kind::Null {
         set.add_null();
@@ -355,7 +398,8 @@ fn add_value(set: &mut ValueSet, item: &Yaml, m: &Mods, field: &str, ctx: &Compi
         return Ok(());
     }
     if m.cidr {
-        let n = Network::parse(text).ok_or_else(|| bad(mark, format!("{text:?} is not a CIDR network")))?;
+        let n = Network::parse(text)
+            .ok_or_else(|| bad(mark, format!("{text:?} is not a CIDR network")))?;
         set.add_network(n);
         return Ok(());
     }
@@ -380,21 +424,31 @@ fn add_value(set: &mut ValueSet, item: &Yaml, m: &Mods, field: &str, ctx: &Compi
     }
     if m.fieldref {
         let mapped = fieldmap::map(text);
-        let p = FieldPath::parse(&mapped).map_err(|e| err(mark, RuleErrorKind::BadPath(e.to_string())))?;
+        let p = FieldPath::parse(&mapped)
+            .map_err(|e| err(mark, RuleErrorKind::BadPath(e.to_string())))?;
         set.add_fieldref(p, m.anchor);
         return Ok(());
     }
     // A YAML number with no string modifier compares numerically (pySigma's SigmaNumber).
-    if matches!(item.kind, Kind::Number(_)) && m.anchors == 0 && m.transforms.is_empty() && !m.expand {
+    if matches!(item.kind, Kind::Number(_))
+        && m.anchors == 0
+        && m.transforms.is_empty()
+        && !m.expand
+    {
         if let Some(n) = number_of(item) {
             set.add_number(n);
             return Ok(());
         }
     }
-    let texts = if m.expand { expand(text, ctx, mark)? } else { vec![text.to_string()] };
+    let texts = if m.expand {
+        expand(text, ctx, mark)?
+    } else {
+        vec![text.to_string()]
+    };
     for t in texts {
         for p in transform(Pattern::parse(&t), &m.transforms, mark)? {
-            set.add_pattern(&p, m.anchor).map_err(|e| bad(mark, e.to_string()))?;
+            set.add_pattern(&p, m.anchor)
+                .map_err(|e| bad(mark, e.to_string()))?;
         }
     }
     Ok(())
@@ -439,7 +493,8 @@ pub fn compile_field(key: &Yaml, value: &Yaml, ctx: &CompileContext) -> Result<F
         return Err(err(key.mark, RuleErrorKind::KeywordModifiersInMap));
     }
     let mapped = fieldmap::map(&field);
-    let path = FieldPath::parse(&mapped).map_err(|e| err(key.mark, RuleErrorKind::BadPath(e.to_string())))?;
+    let path = FieldPath::parse(&mapped)
+        .map_err(|e| err(key.mark, RuleErrorKind::BadPath(e.to_string())))?;
     let m = sort_mods(&field, &mods, key.mark)?;
     if m.exists {
         let want = match &value.kind {

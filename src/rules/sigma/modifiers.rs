@@ -328,11 +328,19 @@ impl Network {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
                 u128::from(n) & mask == u128::from(a) & mask
             }
             (IpAddr::V6(_), IpAddr::V4(a)) => self.contains(IpAddr::V6(a.to_ipv6_mapped())),
@@ -573,7 +581,11 @@ impl ValueSet {
     pub fn matches_str(&self, s: &str) -> bool {
         let b = s.as_bytes();
         let eq = |x: &[u8], n: &[u8]| {
-            if self.cased { x == n } else { x.eq_ignore_ascii_case(n) }
+            if self.cased {
+                x == n
+            } else {
+                x.eq_ignore_ascii_case(n)
+            }
         };
         for t in &self.tests {
             let hit = match t {
@@ -624,10 +636,7 @@ pub fn fieldref_holds(a: &str, b: &str, anchor: Anchor) -> bool {
         Anchor::Exact => a.eq_ignore_ascii_case(b),
         Anchor::StartsWith => a.len() >= b.len() && a[..b.len()].eq_ignore_ascii_case(b),
         Anchor::EndsWith => a.len() >= b.len() && a[a.len() - b.len()..].eq_ignore_ascii_case(b),
-        Anchor::Contains => {
-            b.is_empty()
-                || a.windows(b.len()).any(|w| w.eq_ignore_ascii_case(b))
-        }
+        Anchor::Contains => b.is_empty() || a.windows(b.len()).any(|w| w.eq_ignore_ascii_case(b)),
     }
 }
 
@@ -650,14 +659,19 @@ mod tests {
         assert!(s.matches_str("consolelogin"));
         assert!(s.matches_str("CONSOLELOGIN"));
         assert!(!s.matches_str("ConsoleLogin2"));
-        assert_eq!(s.exact_literals(), Some(vec![b"consolelogin".to_vec().into_boxed_slice()]));
+        assert_eq!(
+            s.exact_literals(),
+            Some(vec![b"consolelogin".to_vec().into_boxed_slice()])
+        );
     }
 
     #[test]
     fn cased_is_case_sensitive() {
         let mut s = ValueSet::new(true);
-        s.add_pattern(&Pattern::parse("Console"), Anchor::StartsWith).expect("ok");
-        s.add_pattern(&Pattern::parse("Mid"), Anchor::Contains).expect("ok");
+        s.add_pattern(&Pattern::parse("Console"), Anchor::StartsWith)
+            .expect("ok");
+        s.add_pattern(&Pattern::parse("Mid"), Anchor::Contains)
+            .expect("ok");
         s.finish().expect("ok");
         assert!(s.matches_str("ConsoleLogin") && !s.matches_str("consoleLogin"));
         assert!(s.matches_str("aMidb") && !s.matches_str("amidb"));
@@ -711,8 +725,14 @@ mod tests {
         assert_eq!(utf16le("é"), None);
         assert_eq!(base64("ping"), "cGluZw==");
         // pySigma's base64offset: 'ping' -> cGluZ, Bpbm, waW5n; 'cmd' -> Y21k, NtZ, jbW
-        assert_eq!(base64offset("ping"), ["cGluZ", "Bpbm", "waW5n"].map(String::from));
-        assert_eq!(base64offset("cmd"), ["Y21k", "NtZ", "jbW"].map(String::from));
+        assert_eq!(
+            base64offset("ping"),
+            ["cGluZ", "Bpbm", "waW5n"].map(String::from)
+        );
+        assert_eq!(
+            base64offset("cmd"),
+            ["Y21k", "NtZ", "jbW"].map(String::from)
+        );
     }
 
     #[test]

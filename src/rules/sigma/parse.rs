@@ -193,7 +193,7 @@ pub fn parse_document(
         origin: origin.clone(),
         line: doc.mark.line,
     };
-    let detection = compile_detection(detection, ctx)?;
+    let detection = compile_detection(detection, ctx, warn)?;
     Ok(Parsed::Rule(Box::new(CompiledRule::new(meta, detection))))
 }
 

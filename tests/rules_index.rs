@@ -93,8 +93,7 @@ fn differential(what: &str, pack: &RulePack, recs: &[Vec<u8>]) -> Tally {
             pack.evaluate(root, &mut scratch, &mut indexed);
             pack.evaluate_unindexed(root, &mut full);
             let mut cands = Vec::new();
-            pack.index()
-                .for_each_candidate(root, &mut scratch, |i| cands.push(i));
+            pack.index().candidates(root, &mut scratch, &mut cands);
             assert!(
                 cands.windows(2).all(|w| w[0] < w[1]),
                 "candidates not ascending"
@@ -348,10 +347,11 @@ fn generated_pack_indexed_equals_full_scan() {
     assert!(t.candidates < t.full, "the index skipped nothing");
     // Rules the index must not file under a name or a source: negations, alternatives
     // without a common literal, keywords, null members, other paths. They are tested on
-    // every record. (Pattern 11, `eventSource` alone, is filed under its source.)
+    // every record. (Pattern 11, `eventSource` alone, is filed under its source, and
+    // pattern 24, `EVENTNAME`, under a table of its own spelling.)
     let always = pack.index().always();
     for i in 0..count {
-        if [8, 10, 15, 17, 18, 24, 26].contains(&(i % 28)) {
+        if [8, 10, 15, 17, 18, 26].contains(&(i % 28)) {
             assert!(
                 always.contains(&(i as u32)),
                 "gen-{i:04} should be tested always"

@@ -278,3 +278,13 @@ fn rules_beyond_the_spec_are_reported_not_fatal() {
     assert!(report.errors.is_empty(), "{:#?}", report.errors);
     assert_eq!(pack.rules().len(), 1);
 }
+
+#[test]
+#[ignore = "diagnostic: prints the SigmaHQ rules the index cannot file"]
+fn print_always_rules() {
+    let pack = sigmahq_pack();
+    for &i in pack.index().always() {
+        let r = &pack.rules()[i as usize];
+        println!("{} {}", r.meta.title, r.meta.origin);
+    }
+}

@@ -1,110 +1,213 @@
-//! The rule index: a record's `eventName` and `eventSource` → the rules that could
-//! match it.
+//! The rule index: a record's field values → the rules that could match it.
 //!
-//! Built once per [`super::RulePack`]. For every rule, the detection is asked for a set
-//! of literal values one of which the record *must* carry in a field for the rule to
-//! match (a necessary condition derived from the condition tree: `and` takes the
-//! smallest requirement of its children, `or` the union when every branch has one,
-//! `not` none). A rule is filed under its `eventName` literals when it has them, else
-//! under its `eventSource` literals, else it is an *always* candidate. A record is
-//! tested against `always` ∪ `by_name[its eventName]` ∪ `by_source[its eventSource]`.
+//! Built once per [`super::RulePack`]. For every rule, the detection is asked what a
+//! record *must* carry for the rule to match (a necessary condition derived from the
+//! condition tree: `and` takes the smallest requirement of its children, `or` the union
+//! when every branch has one, `not` none), field by field, in three strengths:
 //!
-//! Promise: the candidates are a superset of the matching rules, in ascending rule
-//! order. `tests/rules_index.rs` holds it against [`super::RulePack::evaluate_unindexed`]
-//! on every real sample record and on generated packs.
+//! 1. **equality**: one of these literals is the whole value of the field → a hash table
+//!    per field (`eventName`, then `eventSource`, then any other field);
+//! 2. **substring**: one of these literals occurs in the value (equality, prefix, suffix
+//!    and `contains` literals) → one Aho-Corasick automaton per field;
+//! 3. **regex**: one of these regexes matches the value → one `RegexSet` per field.
+//!
+//! A rule is filed under the strongest requirement it has (equality on `eventName` first),
+//! or else it is an *always* candidate. For a record, each table looks at the leaves of
+//! its field (the same leaves matching sees) and names its rules; the union, plus the
+//! *always* rules, in ascending order, are the candidates.
+//!
+//! Promise: the candidates are a superset of the matching rules. `tests/rules_index.rs`
+//! and `tests/sigmahq.rs` hold it against [`super::RulePack::evaluate_unindexed`] on
+//! every real sample record and on generated packs.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 
-use simd_json::prelude::{TypedScalarValue, ValueAsScalar};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::{Regex, RegexSet};
 use simd_json::tape::Value;
 
 use super::CompiledRule;
-use crate::event::{FieldPath, path::object_get};
+use super::sigma::field::{FieldTest, for_each_leaf};
+use crate::event::FieldPath;
 
-/// One keyed table: lowercase literal → ascending rule indices.
+/// Fields tried for equality first, in this order; any other field comes after.
+const PREFERRED: [&str; 2] = ["eventName", "eventSource"];
+
+/// The tables of one field.
 #[derive(Debug)]
-struct Table {
+struct FieldTables {
     path: FieldPath,
-    map: HashMap<Box<[u8]>, Vec<u32>>,
+    exact: HashMap<Box<[u8]>, Vec<u32>>,
+    needles: Vec<(Vec<u8>, u32)>,
+    substr: Option<(AhoCorasick, Vec<u32>)>,
+    regexes: Vec<(Regex, u32)>,
+    regex_set: Option<(RegexSet, Vec<u32>)>,
 }
 
-/// What a record's field selects from a [`Table`].
-enum Pick<'a> {
-    /// These rules (possibly none).
-    Rules(&'a [u32]),
-    /// The field's value is not a plain string: every rule is a candidate.
-    Everything,
-}
-
-impl Table {
-    fn new(field: &str) -> Self {
-        Table {
-            path: FieldPath::parse(field).unwrap_or_else(|e| unreachable!("{e}")),
-            map: HashMap::new(),
+impl FieldTables {
+    fn new(path: FieldPath) -> Self {
+        FieldTables {
+            path,
+            exact: HashMap::new(),
+            needles: Vec::new(),
+            substr: None,
+            regexes: Vec::new(),
+            regex_set: None,
         }
     }
 
-    fn file(&mut self, lits: Vec<Box<[u8]>>, rule: u32) {
-        for l in lits {
-            let list = self.map.entry(l).or_default();
-            if list.last() != Some(&rule) {
-                list.push(rule);
+    /// Builds the automata. Rules whose automaton cannot be built (size limits) are
+    /// returned, to be tested always.
+    fn finish(&mut self) -> Vec<u32> {
+        let mut unfiled = Vec::new();
+        if !self.needles.is_empty() {
+            let pats: Vec<&[u8]> = self.needles.iter().map(|(n, _)| n.as_slice()).collect();
+            let rules = self.needles.iter().map(|(_, r)| *r).collect();
+            match AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .build(&pats)
+            {
+                Ok(ac) => self.substr = Some((ac, rules)),
+                Err(_) => unfiled.extend(rules),
             }
         }
+        if !self.regexes.is_empty() {
+            let rules = self.regexes.iter().map(|(_, r)| *r).collect();
+            match RegexSet::new(self.regexes.iter().map(|(r, _)| r.as_str())) {
+                Ok(set) => self.regex_set = Some((set, rules)),
+                Err(_) => unfiled.extend(rules),
+            }
+        }
+        unfiled
     }
 
+    /// Adds the rules this field's tables name for `record` to `out`.
     #[inline]
-    fn pick<'a>(&'a self, record: Value<'_, '_>, scratch: &mut Vec<u8>) -> Pick<'a> {
-        if self.map.is_empty() {
-            return Pick::Rules(&[]);
-        }
-        let Some(v) = object_get(record, self.path.as_str()) else {
-            return Pick::Rules(&[]);
-        };
-        if let Some(s) = v.as_str() {
-            scratch.clear();
-            scratch.extend(s.bytes().map(|b| b.to_ascii_lowercase()));
-            return Pick::Rules(self.map.get(scratch.as_slice()).map_or(&[], Vec::as_slice));
-        }
-        if v.is_null() {
-            return Pick::Rules(&[]);
-        }
-        // Arrays, objects, numbers and booleans match by rules the literal table does
-        // not model (fan-out, numeric equality): test every rule.
-        Pick::Everything
+    fn collect(&self, record: Value<'_, '_>, scratch: &mut Vec<u8>, out: &mut Vec<u32>) {
+        let _ = self.path.for_each(record, &mut |v| {
+            for_each_leaf(v, &mut |leaf| {
+                let text = leaf.text();
+                if !self.exact.is_empty() {
+                    scratch.clear();
+                    scratch.extend(text.bytes().map(|b| b.to_ascii_lowercase()));
+                    if let Some(rules) = self.exact.get(scratch.as_slice()) {
+                        out.extend_from_slice(rules);
+                    }
+                }
+                if let Some((ac, rules)) = &self.substr {
+                    for m in ac.find_overlapping_iter(text.as_bytes()) {
+                        out.push(rules[m.pattern().as_usize()]);
+                    }
+                }
+                if let Some((set, rules)) = &self.regex_set {
+                    out.extend(set.matches(text).iter().map(|i| rules[i]));
+                }
+                ControlFlow::Continue(())
+            })
+        });
     }
 }
 
-/// `eventName` / `eventSource` → candidate rules.
+/// Field values → candidate rules.
 #[derive(Debug)]
 pub struct RuleIndex {
     always: Vec<u32>,
-    by_name: Table,
-    by_source: Table,
+    fields: Vec<FieldTables>,
     total: u32,
 }
 
+/// The strongest requirement of one rule: which field, and what.
+enum Key {
+    Exact(usize, Vec<Box<[u8]>>),
+    Substr(usize, Vec<Vec<u8>>),
+    Regex(usize, Vec<Regex>),
+}
+
+fn choose(rule: &CompiledRule, fields: &mut Vec<FieldTables>) -> Option<Key> {
+    let d = rule.detection();
+    let mut paths: Vec<&FieldPath> = d.paths();
+    paths.sort_by_key(|p| {
+        PREFERRED
+            .iter()
+            .position(|x| *x == p.as_str())
+            .unwrap_or(PREFERRED.len())
+    });
+    let slot = |p: &FieldPath, fields: &mut Vec<FieldTables>| match fields
+        .iter()
+        .position(|f| &f.path == p)
+    {
+        Some(i) => i,
+        None => {
+            fields.push(FieldTables::new(p.clone()));
+            fields.len() - 1
+        }
+    };
+    let best_exact = paths
+        .iter()
+        .filter_map(|p| d.required(p, &FieldTest::exact_literals).map(|l| (*p, l)))
+        .min_by_key(|(p, l)| {
+            let rank = PREFERRED
+                .iter()
+                .position(|x| *x == p.as_str())
+                .unwrap_or(PREFERRED.len());
+            (rank, l.len())
+        });
+    if let Some((p, lits)) = best_exact {
+        return Some(Key::Exact(slot(p, fields), lits));
+    }
+    let best_sub = paths
+        .iter()
+        .filter_map(|p| d.required(p, &FieldTest::substrings).map(|l| (*p, l)))
+        .filter(|(_, l)| l.iter().all(|n| !n.is_empty()))
+        .min_by_key(|(_, l)| l.len());
+    if let Some((p, needles)) = best_sub {
+        return Some(Key::Substr(slot(p, fields), needles));
+    }
+    let best_re = paths
+        .iter()
+        .filter_map(|p| d.required(p, &FieldTest::regex_list).map(|l| (*p, l)))
+        .min_by_key(|(_, l)| l.len());
+    best_re.map(|(p, res)| Key::Regex(slot(p, fields), res))
+}
+
 impl RuleIndex {
-    /// Indexes `rules` by their required `eventName`, else `eventSource`, literals.
+    /// Indexes `rules` by their strongest requirements.
     pub fn build(rules: &[CompiledRule]) -> Self {
-        let mut by_name = Table::new("eventName");
-        let mut by_source = Table::new("eventSource");
+        let mut fields: Vec<FieldTables> = Vec::new();
         let mut always = Vec::new();
         for (i, r) in rules.iter().enumerate() {
             let i = i as u32;
-            let d = r.detection();
-            if let Some(lits) = d.required_literals(&by_name.path) {
-                by_name.file(lits, i);
-            } else if let Some(lits) = d.required_literals(&by_source.path) {
-                by_source.file(lits, i);
-            } else {
-                always.push(i);
+            match choose(r, &mut fields) {
+                Some(Key::Exact(f, lits)) => {
+                    for l in lits {
+                        let list = fields[f].exact.entry(l).or_default();
+                        if list.last() != Some(&i) {
+                            list.push(i);
+                        }
+                    }
+                }
+                Some(Key::Substr(f, needles)) => {
+                    fields[f]
+                        .needles
+                        .extend(needles.into_iter().map(|n| (n, i)));
+                }
+                Some(Key::Regex(f, res)) => {
+                    fields[f].regexes.extend(res.into_iter().map(|r| (r, i)))
+                }
+                None => always.push(i),
             }
         }
+        fields.retain(|f| !f.exact.is_empty() || !f.needles.is_empty() || !f.regexes.is_empty());
+        for f in &mut fields {
+            always.extend(f.finish());
+        }
+        always.sort_unstable();
+        always.dedup();
         RuleIndex {
             always,
-            by_name,
-            by_source,
+            fields,
             total: rules.len() as u32,
         }
     }
@@ -114,68 +217,43 @@ impl RuleIndex {
         &self.always
     }
 
-    /// Number of distinct `eventName` keys.
+    /// Number of distinct `eventName` literals filed.
     pub fn keys(&self) -> usize {
-        self.by_name.map.len()
+        self.fields
+            .iter()
+            .find(|f| f.path.as_str() == "eventName")
+            .map_or(0, |f| f.exact.len())
     }
 
-    /// Number of distinct `eventSource` keys.
-    pub fn source_keys(&self) -> usize {
-        self.by_source.map.len()
+    /// The indexed fields and how many rules each files (for diagnostics).
+    pub fn fields(&self) -> Vec<(String, usize)> {
+        self.fields
+            .iter()
+            .map(|f| {
+                let n = f.exact.values().map(Vec::len).sum::<usize>()
+                    + f.needles.len()
+                    + f.regexes.len();
+                (f.path.as_str().to_string(), n)
+            })
+            .collect()
     }
 
-    /// Calls `f` with each candidate rule index for `record`, ascending.
+    /// Fills `out` with the candidate rules for `record`, ascending and without
+    /// duplicates. `scratch` is a reusable buffer.
     #[inline]
-    pub fn for_each_candidate(
-        &self,
-        record: Value<'_, '_>,
-        scratch: &mut Vec<u8>,
-        mut f: impl FnMut(u32),
-    ) {
-        let (Pick::Rules(named), Pick::Rules(sourced)) = (
-            self.by_name.pick(record, scratch),
-            self.by_source.pick(record, scratch),
-        ) else {
-            (0..self.total).for_each(f);
-            return;
-        };
-        merge3(&self.always, named, sourced, &mut f);
-    }
-}
-
-/// Calls `f` with the union of three ascending, disjoint lists, ascending.
-fn merge3(a: &[u32], b: &[u32], c: &[u32], f: &mut impl FnMut(u32)) {
-    let (mut i, mut j, mut k) = (0, 0, 0);
-    loop {
-        let x = a.get(i).copied().unwrap_or(u32::MAX);
-        let y = b.get(j).copied().unwrap_or(u32::MAX);
-        let z = c.get(k).copied().unwrap_or(u32::MAX);
-        let m = x.min(y).min(z);
-        if m == u32::MAX {
-            return;
-        }
-        f(m);
-        if m == x {
-            i += 1;
-        } else if m == y {
-            j += 1;
-        } else {
-            k += 1;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::merge3;
-
-    #[test]
-    fn merges_in_order() {
-        let mut out = Vec::new();
-        merge3(&[0, 4, 9], &[1, 5], &[2, 3, 10], &mut |x| out.push(x));
-        assert_eq!(out, [0, 1, 2, 3, 4, 5, 9, 10]);
+    pub fn candidates(&self, record: Value<'_, '_>, scratch: &mut Vec<u8>, out: &mut Vec<u32>) {
         out.clear();
-        merge3(&[], &[], &[], &mut |x| out.push(x));
-        assert!(out.is_empty());
+        if record.as_object().is_none() {
+            out.extend(0..self.total);
+            return;
+        }
+        out.extend_from_slice(&self.always);
+        for f in &self.fields {
+            f.collect(record, scratch, out);
+        }
+        if out.len() > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
     }
 }

@@ -505,16 +505,12 @@ impl RulePack {
         RulePack { rules, index }
     }
 
-    /// Indices of the rules matching `record`, ascending, into `hits` (cleared first).
-    /// `scratch` is a reusable buffer for the index lookup.
+    /// Indices of the rules matching `record`, ascending, into `hits` (cleared first; it
+    /// holds the index's candidates on the way). `scratch` is a reusable buffer.
     #[inline]
     pub fn evaluate(&self, record: Value<'_, '_>, scratch: &mut Vec<u8>, hits: &mut Vec<u32>) {
-        hits.clear();
-        self.index.for_each_candidate(record, scratch, |i| {
-            if self.rules[i as usize].matches(record) {
-                hits.push(i);
-            }
-        });
+        self.index.candidates(record, scratch, hits);
+        hits.retain(|&i| self.rules[i as usize].matches(record));
     }
 
     /// The same as [`RulePack::evaluate`] without the index: every rule is tested.

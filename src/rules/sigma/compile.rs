@@ -55,21 +55,32 @@ impl Selection {
         }
     }
 
-    /// For the index: the union of literals some test on `path` requires in every
-    /// group, or `None` if some group has no such test.
-    fn required_literals(&self, path: &FieldPath) -> Option<Vec<Box<[u8]>>> {
+    /// For the index: the union of what `key` extracts from some test on `path` in
+    /// every group, or `None` if some group has no such test.
+    fn required<T>(
+        &self,
+        path: &FieldPath,
+        key: &dyn Fn(&FieldTest) -> Option<Vec<T>>,
+    ) -> Option<Vec<T>> {
         let Selection::Fields(groups) = self else {
             return None;
         };
         let mut all = Vec::new();
         for g in groups {
-            let lits = g
-                .iter()
-                .filter(|t| t.path() == path)
-                .find_map(FieldTest::exact_literals)?;
-            all.extend(lits);
+            let found = g.iter().filter(|t| t.path() == path).find_map(key)?;
+            all.extend(found);
         }
         Some(all)
+    }
+
+    fn paths<'a>(&'a self, out: &mut Vec<&'a FieldPath>) {
+        if let Selection::Fields(groups) = self {
+            for t in groups.iter().flatten() {
+                if !out.contains(&t.path()) {
+                    out.push(t.path());
+                }
+            }
+        }
     }
 }
 
@@ -104,32 +115,57 @@ impl Detection {
     /// A set of lowercase literals one of which `path` must equal for the rule to match
     /// (a necessary condition, used by the rule index), or `None`.
     pub fn required_literals(&self, path: &FieldPath) -> Option<Vec<Box<[u8]>>> {
-        self.req(&self.cond, path)
+        self.required(path, &FieldTest::exact_literals)
     }
 
-    fn req(&self, c: &Cond, path: &FieldPath) -> Option<Vec<Box<[u8]>>> {
+    /// What `key` extracts from the tests on `path`, combined over the condition so that
+    /// a record the rule matches must satisfy one of the results: `and` takes the
+    /// smallest child requirement, `or` the union when every branch has one, `not` none.
+    pub fn required<T>(
+        &self,
+        path: &FieldPath,
+        key: &dyn Fn(&FieldTest) -> Option<Vec<T>>,
+    ) -> Option<Vec<T>> {
+        self.req(&self.cond, path, key)
+    }
+
+    /// Every field path the rule's selections test.
+    pub fn paths(&self) -> Vec<&FieldPath> {
+        let mut out = Vec::new();
+        for s in &self.selections {
+            s.paths(&mut out);
+        }
+        out
+    }
+
+    fn req<T>(
+        &self,
+        c: &Cond,
+        path: &FieldPath,
+        key: &dyn Fn(&FieldTest) -> Option<Vec<T>>,
+    ) -> Option<Vec<T>> {
         match c {
-            Cond::Sel(i) => self.selections[*i].required_literals(path),
+            Cond::Sel(i) => self.selections[*i].required(path, key),
             Cond::Not(_) => None,
             Cond::And(v) => v
                 .iter()
-                .filter_map(|x| self.req(x, path))
+                .filter_map(|x| self.req(x, path, key))
                 .min_by_key(Vec::len),
             Cond::Or(v) => {
                 let mut all = Vec::new();
                 for x in v {
-                    all.extend(self.req(x, path)?);
+                    all.extend(self.req(x, path, key)?);
                 }
                 Some(all)
             }
             Cond::AtLeast(n, sels) if *n >= sels.len() => sels
                 .iter()
-                .filter_map(|i| self.selections[*i].required_literals(path))
+                .filter_map(|i| self.selections[*i].required(path, key))
                 .min_by_key(Vec::len),
             Cond::AtLeast(_, sels) => {
                 let mut all = Vec::new();
                 for i in sels {
-                    all.extend(self.selections[*i].required_literals(path)?);
+                    all.extend(self.selections[*i].required(path, key)?);
                 }
                 Some(all)
             }

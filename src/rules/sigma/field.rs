@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
-use regex::RegexBuilder;
+use regex::Regex;
 use simd_json::prelude::{TypedScalarValue, ValueAsScalar};
 use simd_json::tape::Value;
 
@@ -74,6 +74,7 @@ pub fn scalar_text<'b>(v: Value<'_, '_>, buf: &'b mut [u8; 40]) -> Option<&'b st
 }
 
 /// Calls `f` with every non-null leaf under `v`; stops when `f` breaks.
+/// (Also used by the rule index, which must see exactly the leaves matching sees.)
 pub fn for_each_leaf(
     v: Value<'_, '_>,
     f: &mut dyn FnMut(Leaf<'_>) -> ControlFlow<()>,
@@ -153,6 +154,22 @@ impl FieldTest {
     pub fn exact_literals(&self) -> Option<Vec<Box<[u8]>>> {
         match (&self.kind, self.negate) {
             (TestKind::Any(set), false) => set.exact_literals(),
+            _ => None,
+        }
+    }
+
+    /// Literals one of which a matching leaf must contain, for the index.
+    pub fn substrings(&self) -> Option<Vec<Vec<u8>>> {
+        match (&self.kind, self.negate) {
+            (TestKind::Any(set), false) => set.substrings(),
+            _ => None,
+        }
+    }
+
+    /// Regular expressions one of which a matching leaf must match, for the index.
+    pub fn regex_list(&self) -> Option<Vec<Regex>> {
+        match (&self.kind, self.negate) {
+            (TestKind::Any(set), false) => set.regex_list(),
             _ => None,
         }
     }
@@ -388,11 +405,23 @@ fn add_value(
         ));
     };
     if m.re {
-        let r = RegexBuilder::new(text)
-            .case_insensitive(m.re_flags.0)
-            .multi_line(m.re_flags.1)
-            .dot_matches_new_line(m.re_flags.2)
-            .build()
+        // Flags inline, so the pattern text alone (used by the index's RegexSet) means
+        // the same as the compiled regex.
+        let flags: String = [
+            (m.re_flags.0, 'i'),
+            (m.re_flags.1, 'm'),
+            (m.re_flags.2, 's'),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, c)| *c)
+        .collect();
+        let pattern = if flags.is_empty() {
+            text.to_string()
+        } else {
+            format!("(?{flags}){text}")
+        };
+        let r = Regex::new(&pattern)
             .map_err(|e| bad(mark, format!("bad regular expression {text:?}: {e}")))?;
         set.add_regex(r);
         return Ok(());
@@ -434,11 +463,10 @@ fn add_value(
         && m.anchors == 0
         && m.transforms.is_empty()
         && !m.expand
+        && let Some(n) = number_of(item)
     {
-        if let Some(n) = number_of(item) {
-            set.add_number(n);
-            return Ok(());
-        }
+        set.add_number(n);
+        return Ok(());
     }
     let texts = if m.expand {
         expand(text, ctx, mark)?

@@ -576,6 +576,60 @@ impl ValueSet {
             .collect()
     }
 
+    fn only_string_tests(&self) -> bool {
+        !self.null
+            && self.numbers.is_empty()
+            && self.regexes.is_empty()
+            && self.networks.is_empty()
+            && self.compares.is_empty()
+            && self.fieldrefs.is_empty()
+    }
+
+    /// For the index: lowercase literals one of which a matching leaf must contain (every
+    /// equality, prefix, suffix and substring literal of a set made only of them), or
+    /// `None`.
+    pub fn substrings(&self) -> Option<Vec<Vec<u8>>> {
+        if !self.only_string_tests() {
+            return None;
+        }
+        let mut out: Vec<Vec<u8>> = self
+            .needles
+            .iter()
+            .map(|n| n.to_ascii_lowercase())
+            .collect();
+        for t in &self.tests {
+            match t {
+                Test::Exact(b) | Test::Prefix(b) | Test::Suffix(b) if b.is_ascii() => {
+                    out.push(b.to_ascii_lowercase());
+                }
+                _ => return None,
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// For the index: the regular expressions of a set made only of them (`re` values and
+    /// wildcard patterns), or `None`.
+    pub fn regex_list(&self) -> Option<Vec<Regex>> {
+        if self.null
+            || !self.numbers.is_empty()
+            || !self.networks.is_empty()
+            || !self.compares.is_empty()
+            || !self.fieldrefs.is_empty()
+            || !self.needles.is_empty()
+        {
+            return None;
+        }
+        let mut out = self.regexes.clone();
+        for t in &self.tests {
+            match t {
+                Test::Regex(r) => out.push(r.clone()),
+                _ => return None,
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
     /// Whether a string matches one of the string patterns.
     #[inline]
     pub fn matches_str(&self, s: &str) -> bool {
@@ -612,17 +666,16 @@ impl ValueSet {
         if self.matches_str(text) || self.regexes.iter().any(|r| r.is_match(text)) {
             return true;
         }
-        if !self.numbers.is_empty() || !self.compares.is_empty() {
-            if let Some(x) = leaf.number() {
-                if self.numbers.contains(&x) || self.compares.iter().any(|c| c.holds(x)) {
-                    return true;
-                }
-            }
+        if (!self.numbers.is_empty() || !self.compares.is_empty())
+            && let Some(x) = leaf.number()
+            && (self.numbers.contains(&x) || self.compares.iter().any(|c| c.holds(x)))
+        {
+            return true;
         }
-        if !self.networks.is_empty() {
-            if let Ok(ip) = text.trim().parse::<IpAddr>() {
-                return self.networks.iter().any(|n| n.contains(ip));
-            }
+        if !self.networks.is_empty()
+            && let Ok(ip) = text.trim().parse::<IpAddr>()
+        {
+            return self.networks.iter().any(|n| n.contains(ip));
         }
         false
     }

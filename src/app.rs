@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use crate::cli::{DetectArgs, RuleSetArgs, RulesCommand, StatsFormat, exit};
 use crate::pipeline::{self, PipelineConfig};
-use crate::rules::{LoadOptions, LoadReport, RulePack, RulePathError, selftest};
+use crate::rules::{CompileContext, LoadOptions, LoadReport, RulePack, RulePathError, selftest};
 use crate::sink::{Output, SinkError};
 
 /// A command that could not run.
@@ -23,6 +23,14 @@ pub enum AppError {
     /// The output cannot be written.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The placeholder file cannot be read or is not a mapping of lists of strings.
+    #[error("placeholders file {path}: {message}")]
+    Placeholders {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// The stats file cannot be written.
     #[error("stats file {path}: {source}")]
     StatsFile {
@@ -37,7 +45,9 @@ impl AppError {
     /// The exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            AppError::RulePath(_) | AppError::Strict(_) => exit::USAGE,
+            AppError::RulePath(_) | AppError::Strict(_) | AppError::Placeholders { .. } => {
+                exit::USAGE
+            }
             AppError::Sink(_) | AppError::StatsFile { .. } => exit::INPUT_ERROR,
         }
     }
@@ -59,9 +69,40 @@ fn log_report(report: &LoadReport, strict: bool) {
     }
 }
 
+/// Reads a `--placeholders` file: `name: [value, …]` (a single string is one value).
+pub fn load_placeholders(path: Option<&std::path::Path>) -> Result<CompileContext, AppError> {
+    let mut ctx = CompileContext::default();
+    let Some(path) = path else { return Ok(ctx) };
+    let fail = |message: String| AppError::Placeholders {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let map: std::collections::BTreeMap<String, OneOrMany> =
+        serde_yaml_ng::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    for (k, v) in map {
+        let values = match v {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        };
+        ctx.placeholders.insert(k, values);
+    }
+    Ok(ctx)
+}
+
 /// Loads a rule pack and logs what was wrong with it.
-pub fn load_rules(opts: &LoadOptions, strict: bool) -> Result<(RulePack, LoadReport), AppError> {
-    let (pack, report) = RulePack::load(opts)?;
+pub fn load_rules(
+    opts: &LoadOptions,
+    ctx: &CompileContext,
+    strict: bool,
+) -> Result<(RulePack, LoadReport), AppError> {
+    let (pack, report) = RulePack::load_with(opts, ctx)?;
     log_report(&report, strict);
     let problems = report.errors.len() + if strict { report.warnings.len() } else { 0 };
     if strict && problems > 0 {
@@ -76,7 +117,8 @@ pub fn detect(args: &DetectArgs, shutdown: Arc<AtomicBool>) -> Result<i32, AppEr
         builtin: !args.no_builtin,
         paths: args.rules.clone(),
     };
-    let (mut pack, report) = load_rules(&opts, args.strict)?;
+    let ctx = load_placeholders(args.placeholders.as_deref())?;
+    let (mut pack, report) = load_rules(&opts, &ctx, args.strict)?;
     if let Some(min) = args.min_level {
         pack = pack.retain_min_level(min);
     }
@@ -146,7 +188,8 @@ pub fn rules(cmd: &RulesCommand) -> Result<i32, AppError> {
     let mut out = io::stdout().lock();
     match cmd {
         RulesCommand::Validate(a) => {
-            let (pack, report) = RulePack::load(&rule_set(a))?;
+            let ctx = load_placeholders(a.placeholders.as_deref())?;
+            let (pack, report) = RulePack::load_with(&rule_set(a), &ctx)?;
             for e in &report.errors {
                 let _ = writeln!(out, "error: {e}");
             }
@@ -174,7 +217,8 @@ pub fn rules(cmd: &RulesCommand) -> Result<i32, AppError> {
         }
         RulesCommand::Test(a) => {
             let opts = rule_set(a);
-            let (pack, report) = RulePack::load(&opts)?;
+            let ctx = load_placeholders(a.placeholders.as_deref())?;
+            let (pack, report) = RulePack::load_with(&opts, &ctx)?;
             for e in &report.errors {
                 let _ = writeln!(out, "error: {e}");
             }
@@ -225,7 +269,8 @@ pub fn rules(cmd: &RulesCommand) -> Result<i32, AppError> {
             })
         }
         RulesCommand::List(a) => {
-            let (pack, report) = RulePack::load(&rule_set(a))?;
+            let ctx = load_placeholders(a.placeholders.as_deref())?;
+            let (pack, report) = RulePack::load_with(&rule_set(a), &ctx)?;
             log_report(&report, a.strict);
             for r in pack.rules() {
                 let _ = writeln!(

@@ -79,6 +79,10 @@ pub struct RuleSetArgs {
     /// Treat warnings (unknown keys) as errors.
     #[arg(long)]
     pub strict: bool,
+    /// Values of `%name%` placeholders for the `expand` modifier: a YAML mapping of
+    /// name to a list of values.
+    #[arg(long, value_name = "FILE")]
+    pub placeholders: Option<PathBuf>,
 }
 
 /// How the run summary is printed on stderr.
@@ -108,6 +112,10 @@ pub struct DetectArgs {
     /// Any rule error or warning stops the run before it starts (exit 2).
     #[arg(long)]
     pub strict: bool,
+    /// Values of `%name%` placeholders for the `expand` modifier: a YAML mapping of
+    /// name to a list of values.
+    #[arg(long, value_name = "FILE")]
+    pub placeholders: Option<PathBuf>,
     /// Only run rules at or above this level.
     #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
     pub min_level: Option<Level>,

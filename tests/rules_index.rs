@@ -93,7 +93,11 @@ fn differential(what: &str, pack: &RulePack, recs: &[Vec<u8>]) -> Tally {
             pack.evaluate(root, &mut scratch, &mut indexed);
             pack.evaluate_unindexed(root, &mut full);
             let mut cands = Vec::new();
-            pack.index().candidates(root, &mut scratch, &mut cands);
+            pack.index().candidates(
+                &trailhound::event::path::RootCache::new(root),
+                &mut scratch,
+                &mut cands,
+            );
             assert!(
                 cands.windows(2).all(|w| w[0] < w[1]),
                 "candidates not ascending"

@@ -16,6 +16,7 @@
 //!    this and the following segments is used (`resource.resourceType` in GuardDuty
 //!    requests).
 
+use std::cell::Cell;
 use std::fmt;
 use std::ops::ControlFlow;
 
@@ -30,11 +31,53 @@ pub enum Segment {
     Index(usize, Box<str>),
 }
 
-/// A parsed dotted path into a record.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A parsed dotted path into a record. Two paths are equal when they are spelled the
+/// same (their cache slots do not count).
+#[derive(Debug, Clone)]
 pub struct FieldPath {
     text: Box<str>,
     segments: Box<[Segment]>,
+    /// The [`RootCache`] slot of the first segment ([`NO_SLOT`] if none).
+    slot: u8,
+}
+
+/// Number of top-level keys a [`RootCache`] memoises.
+pub const ROOT_SLOTS: usize = 32;
+/// A path whose first segment has no cache slot.
+pub const NO_SLOT: u8 = u8::MAX;
+
+#[derive(Debug, Clone, Copy)]
+enum Slot<'t, 'i> {
+    Unknown,
+    /// No such key; `true` if some key starts with the segment and a dot.
+    Missing(bool),
+    Found(Value<'t, 'i>),
+}
+
+/// Top-level key lookups of one record, done once and shared by every rule (and by
+/// the index) that tests the record. A rule pack gives each distinct first path
+/// segment a slot ([`FieldPath::set_slot`]); the first lookup of a slot scans the
+/// record's keys, later ones read the slot.
+pub struct RootCache<'t, 'i> {
+    root: Value<'t, 'i>,
+    slots: [Cell<Slot<'t, 'i>>; ROOT_SLOTS],
+}
+
+impl<'t, 'i> RootCache<'t, 'i> {
+    /// An empty cache for `root`.
+    #[inline]
+    pub fn new(root: Value<'t, 'i>) -> Self {
+        RootCache {
+            root,
+            slots: [const { Cell::new(Slot::Unknown) }; ROOT_SLOTS],
+        }
+    }
+
+    /// The record.
+    #[inline]
+    pub fn root(&self) -> Value<'t, 'i> {
+        self.root
+    }
 }
 
 /// Why a path could not be parsed.
@@ -93,7 +136,81 @@ impl FieldPath {
         Ok(FieldPath {
             text: text.into(),
             segments: segments.into(),
+            slot: NO_SLOT,
         })
+    }
+
+    /// The first segment, when it is a key (what a [`RootCache`] slot stands for).
+    pub fn first_key(&self) -> Option<&str> {
+        match self.segments.first() {
+            Some(Segment::Key(k)) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// Gives the path its [`RootCache`] slot.
+    pub fn set_slot(&mut self, slot: u8) {
+        self.slot = slot;
+    }
+
+    /// [`FieldPath::for_each`] from a record's [`RootCache`].
+    #[inline]
+    pub fn for_each_cached<'t, 'i, F>(
+        &self,
+        cache: &RootCache<'t, 'i>,
+        f: &mut F,
+    ) -> ControlFlow<()>
+    where
+        F: FnMut(Value<'t, 'i>) -> ControlFlow<()>,
+    {
+        let (Some(key), Some(cell)) = (self.first_key(), cache.slots.get(self.slot as usize))
+        else {
+            return walk(cache.root, &self.segments, f);
+        };
+        let slot = match cell.get() {
+            Slot::Unknown => {
+                let Some(obj) = cache.root.as_object() else {
+                    return walk(cache.root, &self.segments, f);
+                };
+                // The lookup rule of `object_get`, noting dotted keys on the way.
+                let (mut folded, mut dotted) = (None, false);
+                let mut s = None;
+                for (k, v) in obj.iter() {
+                    if k == key {
+                        s = Some(Slot::Found(v));
+                        break;
+                    }
+                    if folded.is_none() && k.len() == key.len() && k.eq_ignore_ascii_case(key) {
+                        folded = Some(v);
+                    }
+                    dotted |= k.len() > key.len()
+                        && k.as_bytes()[key.len()] == b'.'
+                        && k.starts_with(key);
+                }
+                let s = s.unwrap_or(match folded {
+                    Some(v) => Slot::Found(v),
+                    None => Slot::Missing(dotted),
+                });
+                cell.set(s);
+                s
+            }
+            s => s,
+        };
+        match slot {
+            Slot::Found(v) => walk(v, &self.segments[1..], f),
+            Slot::Missing(true) if self.segments.len() > 1 => walk(cache.root, &self.segments, f),
+            _ => ControlFlow::Continue(()),
+        }
+    }
+
+    /// The first value the path reaches, from a record's [`RootCache`].
+    pub fn first_cached<'t, 'i>(&self, cache: &RootCache<'t, 'i>) -> Option<Value<'t, 'i>> {
+        let mut found = None;
+        let _ = self.for_each_cached(cache, &mut |v| {
+            found = Some(v);
+            ControlFlow::Break(())
+        });
+        found
     }
 
     /// The path as written in the rule.
@@ -124,6 +241,20 @@ impl FieldPath {
             ControlFlow::Break(())
         });
         found
+    }
+}
+
+impl PartialEq for FieldPath {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for FieldPath {}
+
+impl std::hash::Hash for FieldPath {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
     }
 }
 
@@ -300,6 +431,34 @@ mod tests {
     fn array_at_end_fans_out() {
         let j = r#"{"ips":["1.1.1.1","2.2.2.2"]}"#;
         assert_eq!(lookup_all(j, "ips"), ["1.1.1.1", "2.2.2.2"]);
+    }
+
+    #[test]
+    fn cached_lookups_agree_with_walks() {
+        let j = r#"{"a":{"b":1},"A":{"b":2},"x.y":3,"arr":[{"k":"v"}]}"#;
+        let mut bytes = j.as_bytes().to_vec();
+        let tape = simd_json::to_tape(&mut bytes).expect("json");
+        let cache = RootCache::new(tape.as_value());
+        for (i, text) in ["a.b", "A.b", "a", "x.y", "arr.k", "missing.z", "x"]
+            .iter()
+            .enumerate()
+        {
+            let mut p = FieldPath::parse(text).expect("path");
+            p.set_slot(i as u8);
+            let mut direct = Vec::new();
+            let _ = p.for_each(tape.as_value(), &mut |v| {
+                direct.push(format!("{v:?}"));
+                ControlFlow::Continue(())
+            });
+            for _ in 0..2 {
+                let mut cached = Vec::new();
+                let _ = p.for_each_cached(&cache, &mut |v| {
+                    cached.push(format!("{v:?}"));
+                    ControlFlow::Continue(())
+                });
+                assert_eq!(cached, direct, "{text}");
+            }
+        }
     }
 
     #[test]

@@ -20,16 +20,16 @@
 //! and `tests/sigmahq.rs` hold it against [`super::RulePack::evaluate_unindexed`] on
 //! every real sample record and on generated packs.
 
-use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::{Regex, RegexSet};
-use simd_json::tape::Value;
+use rustc_hash::FxHashMap as HashMap;
 
 use super::CompiledRule;
 use super::sigma::field::{FieldTest, for_each_leaf};
 use crate::event::FieldPath;
+use crate::event::path::RootCache;
 
 /// Fields tried for equality first, in this order; any other field comes after.
 const PREFERRED: [&str; 2] = ["eventName", "eventSource"];
@@ -49,7 +49,7 @@ impl FieldTables {
     fn new(path: FieldPath) -> Self {
         FieldTables {
             path,
-            exact: HashMap::new(),
+            exact: HashMap::default(),
             needles: Vec::new(),
             substr: None,
             regexes: Vec::new(),
@@ -85,13 +85,14 @@ impl FieldTables {
 
     /// Adds the rules this field's tables name for `record` to `out`.
     #[inline]
-    fn collect(&self, record: Value<'_, '_>, scratch: &mut Vec<u8>, out: &mut Vec<u32>) {
-        let _ = self.path.for_each(record, &mut |v| {
+    fn collect(&self, rec: &RootCache<'_, '_>, scratch: &mut Vec<u8>, out: &mut Vec<u32>) {
+        let _ = self.path.for_each_cached(rec, &mut |v| {
             for_each_leaf(v, &mut |leaf| {
                 let text = leaf.text();
                 if !self.exact.is_empty() {
                     scratch.clear();
-                    scratch.extend(text.bytes().map(|b| b.to_ascii_lowercase()));
+                    scratch.extend_from_slice(text.as_bytes());
+                    scratch.make_ascii_lowercase();
                     if let Some(rules) = self.exact.get(scratch.as_slice()) {
                         out.extend_from_slice(rules);
                     }
@@ -241,15 +242,15 @@ impl RuleIndex {
     /// Fills `out` with the candidate rules for `record`, ascending and without
     /// duplicates. `scratch` is a reusable buffer.
     #[inline]
-    pub fn candidates(&self, record: Value<'_, '_>, scratch: &mut Vec<u8>, out: &mut Vec<u32>) {
+    pub fn candidates(&self, rec: &RootCache<'_, '_>, scratch: &mut Vec<u8>, out: &mut Vec<u32>) {
         out.clear();
-        if record.as_object().is_none() {
+        if rec.root().as_object().is_none() {
             out.extend(0..self.total);
             return;
         }
         out.extend_from_slice(&self.always);
         for f in &self.fields {
-            f.collect(record, scratch, out);
+            f.collect(rec, scratch, out);
         }
         if out.len() > 1 {
             out.sort_unstable();

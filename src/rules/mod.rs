@@ -29,6 +29,8 @@ use std::path::{Path, PathBuf};
 
 use simd_json::tape::Value;
 
+use crate::event::path::{self, RootCache};
+
 use self::sigma::compile::Detection;
 pub use self::sigma::field::CompileContext;
 use self::sigma::parse::{Parsed, parse_document};
@@ -186,9 +188,14 @@ impl CompiledRule {
     }
 
     /// Whether `record` matches this rule.
-    #[inline]
     pub fn matches(&self, record: Value<'_, '_>) -> bool {
-        self.detection.matches(record)
+        self.detection.matches(&RootCache::new(record))
+    }
+
+    /// Whether the record behind `rec` matches this rule, sharing its lookups.
+    #[inline]
+    pub fn matches_cached(&self, rec: &RootCache<'_, '_>) -> bool {
+        self.detection.matches(rec)
     }
 
     /// The finding's `rule` object as JSON.
@@ -365,6 +372,27 @@ pub struct RulePack {
     index: index::RuleIndex,
 }
 
+/// Gives every distinct first path segment of the pack a [`RootCache`] slot, so the
+/// rules (and the index, which copies their paths) share the record's top-level
+/// lookups. Segments beyond [`path::ROOT_SLOTS`] go uncached.
+fn assign_slots(rules: &mut [CompiledRule]) {
+    let mut slots: Vec<String> = Vec::new();
+    for r in rules.iter_mut() {
+        r.detection.paths_mut(&mut |p| {
+            let Some(key) = p.first_key() else { return };
+            let slot = match slots.iter().position(|k| k == key) {
+                Some(i) => i,
+                None if slots.len() < path::ROOT_SLOTS => {
+                    slots.push(key.to_string());
+                    slots.len() - 1
+                }
+                None => return,
+            };
+            p.set_slot(slot as u8);
+        });
+    }
+}
+
 /// Whether a path is a rule file (and not a test sidecar).
 pub fn is_rule_file(p: &Path) -> bool {
     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
@@ -480,6 +508,7 @@ impl RulePack {
                 }
             }
         }
+        assign_slots(&mut rules);
         let index = index::RuleIndex::build(&rules);
         RulePack { rules, index }
     }
@@ -509,8 +538,9 @@ impl RulePack {
     /// holds the index's candidates on the way). `scratch` is a reusable buffer.
     #[inline]
     pub fn evaluate(&self, record: Value<'_, '_>, scratch: &mut Vec<u8>, hits: &mut Vec<u32>) {
-        self.index.candidates(record, scratch, hits);
-        hits.retain(|&i| self.rules[i as usize].matches(record));
+        let rec = RootCache::new(record);
+        self.index.candidates(&rec, scratch, hits);
+        hits.retain(|&i| self.rules[i as usize].matches_cached(&rec));
     }
 
     /// The same as [`RulePack::evaluate`] without the index: every rule is tested.

@@ -5,12 +5,11 @@
 //! can be decided at load time is: paths are parsed, values are compiled into
 //! [`ValueSet`]s, wildcard patterns in `1 of sel*` are resolved to indices.
 
-use simd_json::tape::Value;
-
 use super::condition::{self, CondAst, Quantifier};
 use super::field::{CompileContext, FieldTest, compile_field, compile_keywords, keywords_match};
 use super::modifiers::ValueSet;
 use crate::event::FieldPath;
+use crate::event::path::RootCache;
 use crate::rules::yaml::{Kind, Mark, Yaml};
 use crate::rules::{Located, RuleErrorKind};
 
@@ -48,10 +47,10 @@ pub struct Detection {
 
 impl Selection {
     #[inline]
-    fn matches(&self, root: Value<'_, '_>) -> bool {
+    fn matches(&self, rec: &RootCache<'_, '_>) -> bool {
         match self {
-            Selection::Fields(groups) => groups.iter().any(|g| g.iter().all(|t| t.matches(root))),
-            Selection::Keywords(set) => keywords_match(set, root),
+            Selection::Fields(groups) => groups.iter().any(|g| g.iter().all(|t| t.matches(rec))),
+            Selection::Keywords(set) => keywords_match(set, rec),
         }
     }
 
@@ -87,20 +86,31 @@ impl Selection {
 impl Detection {
     /// Whether the record matches.
     #[inline]
-    pub fn matches(&self, root: Value<'_, '_>) -> bool {
-        self.eval(&self.cond, root)
+    pub fn matches(&self, rec: &RootCache<'_, '_>) -> bool {
+        self.eval(&self.cond, rec)
     }
 
-    fn eval(&self, c: &Cond, root: Value<'_, '_>) -> bool {
+    /// Every path the detection reads, for slot assignment.
+    pub fn paths_mut(&mut self, f: &mut dyn FnMut(&mut FieldPath)) {
+        for s in &mut self.selections {
+            if let Selection::Fields(groups) = s {
+                for t in groups.iter_mut().flatten() {
+                    t.paths_mut(f);
+                }
+            }
+        }
+    }
+
+    fn eval(&self, c: &Cond, rec: &RootCache<'_, '_>) -> bool {
         match c {
-            Cond::Sel(i) => self.selections[*i].matches(root),
-            Cond::Not(x) => !self.eval(x, root),
-            Cond::And(v) => v.iter().all(|x| self.eval(x, root)),
-            Cond::Or(v) => v.iter().any(|x| self.eval(x, root)),
+            Cond::Sel(i) => self.selections[*i].matches(rec),
+            Cond::Not(x) => !self.eval(x, rec),
+            Cond::And(v) => v.iter().all(|x| self.eval(x, rec)),
+            Cond::Or(v) => v.iter().any(|x| self.eval(x, rec)),
             Cond::AtLeast(n, sels) => {
                 let mut hits = 0;
                 for i in sels {
-                    if self.selections[*i].matches(root) {
+                    if self.selections[*i].matches(rec) {
                         hits += 1;
                         if hits >= *n {
                             return true;
@@ -376,7 +386,7 @@ mod tests {
         let d = det(yaml).expect("compiles");
         let mut bytes = record.as_bytes().to_vec();
         let tape = simd_json::to_tape(&mut bytes).expect("json");
-        d.matches(tape.as_value())
+        d.matches(&RootCache::new(tape.as_value()))
     }
 
     #[test]

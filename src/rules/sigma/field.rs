@@ -18,7 +18,8 @@ use super::modifiers::{
     Anchor, Compare, Leaf, Modifier, Network, Pattern, ValueSet, base64, base64offset,
     fieldref_holds, utf16be, utf16le, windash,
 };
-use crate::event::{FieldPath, path};
+use crate::event::FieldPath;
+use crate::event::path::{self, RootCache};
 use crate::rules::fieldmap;
 use crate::rules::yaml::{Kind, Mark, Yaml};
 use crate::rules::{Located, RuleErrorKind};
@@ -107,21 +108,21 @@ pub fn for_each_leaf(
     }
 }
 
-/// Calls `f` with every non-null leaf of `path` in `root`.
+/// Calls `f` with every non-null leaf of `path` in the record.
 fn for_each_field_leaf(
     path: &FieldPath,
-    root: Value<'_, '_>,
+    rec: &RootCache<'_, '_>,
     f: &mut dyn FnMut(Leaf<'_>) -> ControlFlow<()>,
 ) -> ControlFlow<()> {
-    path.for_each(root, &mut |v| for_each_leaf(v, f))
+    path.for_each_cached(rec, &mut |v| for_each_leaf(v, f))
 }
 
-fn set_matches(path: &FieldPath, root: Value<'_, '_>, set: &ValueSet) -> bool {
+fn set_matches(path: &FieldPath, rec: &RootCache<'_, '_>, set: &ValueSet) -> bool {
     let mut non_null = false;
     let refs = set.fieldrefs();
-    let flow = for_each_field_leaf(path, root, &mut |leaf| {
+    let flow = for_each_field_leaf(path, rec, &mut |leaf| {
         non_null = true;
-        if set.matches(leaf) || (!refs.is_empty() && fieldref_matches(refs, leaf, root)) {
+        if set.matches(leaf) || (!refs.is_empty() && fieldref_matches(refs, leaf, rec)) {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())
@@ -130,10 +131,10 @@ fn set_matches(path: &FieldPath, root: Value<'_, '_>, set: &ValueSet) -> bool {
     flow.is_break() || (!non_null && set.matches_null())
 }
 
-fn fieldref_matches(refs: &[(FieldPath, Anchor)], leaf: Leaf<'_>, root: Value<'_, '_>) -> bool {
+fn fieldref_matches(refs: &[(FieldPath, Anchor)], leaf: Leaf<'_>, rec: &RootCache<'_, '_>) -> bool {
     let text = leaf.text();
     refs.iter().any(|(other, anchor)| {
-        for_each_field_leaf(other, root, &mut |o| {
+        for_each_field_leaf(other, rec, &mut |o| {
             if fieldref_holds(text, o.text(), *anchor) {
                 ControlFlow::Break(())
             } else {
@@ -176,13 +177,29 @@ impl FieldTest {
 
     /// Whether the record satisfies the test.
     #[inline]
-    pub fn matches(&self, root: Value<'_, '_>) -> bool {
+    pub fn matches(&self, rec: &RootCache<'_, '_>) -> bool {
         let hit = match &self.kind {
-            TestKind::Any(set) => set_matches(&self.path, root, set),
-            TestKind::All(sets) => sets.iter().all(|s| set_matches(&self.path, root, s)),
-            TestKind::Exists(want) => self.path.first(root).is_some() == *want,
+            TestKind::Any(set) => set_matches(&self.path, rec, set),
+            TestKind::All(sets) => sets.iter().all(|s| set_matches(&self.path, rec, s)),
+            TestKind::Exists(want) => self.path.first_cached(rec).is_some() == *want,
         };
         hit != self.negate
+    }
+
+    /// Every path the test reads (its field and its field references), for slot
+    /// assignment.
+    pub fn paths_mut(&mut self, f: &mut dyn FnMut(&mut FieldPath)) {
+        f(&mut self.path);
+        let sets: Vec<&mut ValueSet> = match &mut self.kind {
+            TestKind::Any(s) => vec![s],
+            TestKind::All(v) => v.iter_mut().collect(),
+            TestKind::Exists(_) => Vec::new(),
+        };
+        for s in sets {
+            for (p, _) in s.fieldrefs_mut() {
+                f(p);
+            }
+        }
     }
 }
 
@@ -599,8 +616,8 @@ pub fn compile_keywords<'a>(items: impl Iterator<Item = &'a Yaml>) -> Result<Val
 }
 
 /// Whether any leaf of the whole record matches a keyword set.
-pub fn keywords_match(set: &ValueSet, root: Value<'_, '_>) -> bool {
-    for_each_leaf(root, &mut |leaf| {
+pub fn keywords_match(set: &ValueSet, rec: &RootCache<'_, '_>) -> bool {
+    for_each_leaf(rec.root(), &mut |leaf| {
         if set.matches(leaf) {
             ControlFlow::Break(())
         } else {

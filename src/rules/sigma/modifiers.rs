@@ -548,6 +548,11 @@ impl ValueSet {
         self.null
     }
 
+    /// The field references, to give their paths cache slots.
+    pub fn fieldrefs_mut(&mut self) -> &mut [(FieldPath, Anchor)] {
+        &mut self.fieldrefs
+    }
+
     /// The field references of the set (they need the record to evaluate).
     pub fn fieldrefs(&self) -> &[(FieldPath, Anchor)] {
         &self.fieldrefs

@@ -7,9 +7,8 @@
 //!   the reference oracle (docs/records.md); every other file is checked against the
 //!   oracle by `tests/sigma_features/check_with_oracle.py`.
 //! * `disputed_*` files hold the cases where trailhound and the oracle disagree; each says
-//!   why at its top. In `disputed_bug_*` files the cases expect what the spec says and the
-//!   engine does not do yet: they are reported here, and
-//!   `known_engine_deviations_follow_the_spec` (ignored) requires them to pass.
+//!   why at its top. `spec_*` files hold cases that follow the spec's text where an easy
+//!   reading (or the engine, earlier) went wrong; each names the spec line. All must pass.
 //! * `expand` needs placeholder values, so its cases are written here, as are the load
 //!   errors (each with file, line, column and kind).
 
@@ -22,7 +21,7 @@ use trailhound::rules::{
     CompileContext, LoadOptions, LoadReport, Origin, RuleError, RuleErrorKind, RulePack,
 };
 
-const BUG_PREFIX: &str = "disputed_bug_";
+const BUG_PREFIX: &str = "spec_";
 
 fn features_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sigma_features")
@@ -179,7 +178,7 @@ fn every_sigma_feature_matches_and_misses_as_its_cases_say() {
         }
     }
 
-    // Every case passes, except the known deviations of disputed_bug_* files.
+    // Every case passes (the spec_* files are reported on their own lines).
     let results = selftest::run(&pack, &files);
     let (bug_results, results): (Vec<&CaseResult>, Vec<&CaseResult>) =
         results.iter().partition(|r| is_bug_file(&r.location));
@@ -215,7 +214,7 @@ fn every_sigma_feature_matches_and_misses_as_its_cases_say() {
         pack.rules().len()
     );
     println!(
-        "known engine deviations ({BUG_PREFIX}*): {} cases, {} of them fail today, {} rules do not load",
+        "cases that follow the spec's text ({BUG_PREFIX}*): {} cases, {} of them fail today, {} rules do not load",
         bug_results.len(),
         bug_failing.len(),
         bug_errors.len()
@@ -227,6 +226,10 @@ fn every_sigma_feature_matches_and_misses_as_its_cases_say() {
         println!("  {f}");
     }
     assert!(
+        bug_errors.is_empty() && bug_failing.is_empty(),
+        "spec_* cases fail"
+    );
+    assert!(
         failures.is_empty(),
         "{} of {} cases fail:\n{}",
         failures.len(),
@@ -236,12 +239,10 @@ fn every_sigma_feature_matches_and_misses_as_its_cases_say() {
     assert!(results.len() >= 400, "only {} cases", results.len());
 }
 
-/// The cases of the `disputed_bug_*` files expect what the spec says; the engine does not
-/// do it yet (each file's comment names the input, the spec line and the cause). Run with
-/// `cargo test --test sigma_features -- --ignored`; once it passes, drop the `ignore`.
+/// The cases of the `spec_*` files expect what the spec says (each file's comment names
+/// the input and the spec line).
 #[test]
-#[ignore = "known engine deviations from the spec, see tests/sigma_features/disputed_bug_*.yml"]
-fn known_engine_deviations_follow_the_spec() {
+fn spec_cases_follow_the_spec() {
     let (pack, report, files) = load_features();
     let errors: Vec<String> = report
         .errors
@@ -450,10 +451,8 @@ fn expand_without_a_value_for_the_placeholder_is_a_load_error() {
 
 /// Spec (sigma-rules-specification.md, "Placeholders"): "A plain percent character can be
 /// used by escaping it with a backslash ... `field|expand: \%plain%name%` handles `%plain`
-/// as plain value and `%name%` as placeholder." trailhound reads `%plain%` as a placeholder
-/// name (src/rules/sigma/field.rs, expand) and fails to load the rule.
+/// as plain value and `%name%` as placeholder."
 #[test]
-#[ignore = "known engine deviation: expand does not honour \\% (escaped percent)"]
 fn expand_escaped_percent_is_plain_text() {
     let rule = r#"title: Escaped percent
 id: 5a0f4c1e-3b7d-4a59-9c1e-2f6d8b7a4c10

@@ -163,14 +163,33 @@ impl FieldPath {
     where
         F: FnMut(Value<'t, 'i>) -> ControlFlow<()>,
     {
+        self.cached_walk(cache, true, f)
+    }
+
+    /// Whether the key the path names is present, even as `null` or `[]` (`exists`).
+    pub fn present_cached(&self, cache: &RootCache<'_, '_>) -> bool {
+        self.cached_walk(cache, false, &mut |_| ControlFlow::Break(()))
+            .is_break()
+    }
+
+    #[inline]
+    fn cached_walk<'t, 'i, F>(
+        &self,
+        cache: &RootCache<'t, 'i>,
+        fan_end: bool,
+        f: &mut F,
+    ) -> ControlFlow<()>
+    where
+        F: FnMut(Value<'t, 'i>) -> ControlFlow<()>,
+    {
         let (Some(key), Some(cell)) = (self.first_key(), cache.slots.get(self.slot as usize))
         else {
-            return walk(cache.root, &self.segments, f);
+            return walk(cache.root, &self.segments, fan_end, f);
         };
         let slot = match cell.get() {
             Slot::Unknown => {
                 let Some(obj) = cache.root.as_object() else {
-                    return walk(cache.root, &self.segments, f);
+                    return walk(cache.root, &self.segments, fan_end, f);
                 };
                 // The lookup rule of `object_get`, noting dotted keys on the way.
                 let (mut folded, mut dotted) = (None, false);
@@ -197,8 +216,10 @@ impl FieldPath {
             s => s,
         };
         match slot {
-            Slot::Found(v) => walk(v, &self.segments[1..], f),
-            Slot::Missing(true) if self.segments.len() > 1 => walk(cache.root, &self.segments, f),
+            Slot::Found(v) => walk(v, &self.segments[1..], fan_end, f),
+            Slot::Missing(true) if self.segments.len() > 1 => {
+                walk(cache.root, &self.segments, fan_end, f)
+            }
             _ => ControlFlow::Continue(()),
         }
     }
@@ -230,7 +251,7 @@ impl FieldPath {
     where
         F: FnMut(Value<'t, 'i>) -> ControlFlow<()>,
     {
-        walk(root, &self.segments, f)
+        walk(root, &self.segments, true, f)
     }
 
     /// The first value the path reaches, if any.
@@ -271,13 +292,19 @@ fn segment_of(key: &str) -> Segment {
     }
 }
 
-fn walk<'t, 'i, F>(value: Value<'t, 'i>, segments: &[Segment], f: &mut F) -> ControlFlow<()>
+fn walk<'t, 'i, F>(
+    value: Value<'t, 'i>,
+    segments: &[Segment],
+    fan_end: bool,
+    f: &mut F,
+) -> ControlFlow<()>
 where
     F: FnMut(Value<'t, 'i>) -> ControlFlow<()>,
 {
     let Some((seg, rest)) = segments.split_first() else {
-        // The end of the path: an array fans out into its elements.
-        return match value.as_array() {
+        // The end of the path: an array fans out into its elements (unless the caller
+        // wants the node itself).
+        return match value.as_array().filter(|_| fan_end) {
             Some(arr) => {
                 for v in arr.iter() {
                     f(v)?;
@@ -290,12 +317,12 @@ where
     if let Some(arr) = value.as_array() {
         if let Segment::Index(i, _) = seg {
             return match arr.get(*i) {
-                Some(v) => walk(v, rest, f),
+                Some(v) => walk(v, rest, fan_end, f),
                 None => ControlFlow::Continue(()),
             };
         }
         for v in arr.iter() {
-            walk(v, segments, f)?;
+            walk(v, segments, fan_end, f)?;
         }
         return ControlFlow::Continue(());
     }
@@ -310,7 +337,7 @@ where
     let mut dotted: Option<(Value<'t, 'i>, usize)> = None;
     for (k, v) in obj.iter() {
         if k == key {
-            return walk(v, rest, f);
+            return walk(v, rest, fan_end, f);
         }
         if folded.is_none() && k.len() == key.len() && k.eq_ignore_ascii_case(key) {
             folded = Some(v);
@@ -324,8 +351,8 @@ where
         }
     }
     match (folded, dotted) {
-        (Some(v), _) => walk(v, rest, f),
-        (None, Some((v, n))) => walk(v, &segments[n..], f),
+        (Some(v), _) => walk(v, rest, fan_end, f),
+        (None, Some((v, n))) => walk(v, &segments[n..], fan_end, f),
         (None, None) => ControlFlow::Continue(()),
     }
 }

@@ -7,8 +7,8 @@
 //! - `repeat`: a new rule made of the previous rule document with this document's keys
 //!   merged over it.
 //!
-//! Merging is recursive for mappings (a later key wins; nested mappings merge), as
-//! pySigma does. A rule document without `action` is merged over the current global.
+//! Merging is recursive for mappings (nested mappings merge); where the global document
+//! and a rule document set the same key, the global wins, as in pySigma and sigmac.
 
 use super::yaml::{Kind, Yaml};
 use super::{Located, RuleErrorKind};
@@ -64,8 +64,9 @@ pub fn resolve(docs: Vec<Yaml>) -> Result<Vec<Yaml>, Located> {
             .map(|a| (a.as_scalar_text().map(str::to_string), a.mark));
         match action {
             None => {
+                // A key set in both: the global document wins (pySigma, sigmac).
                 let rule = match &global {
-                    Some(g) => merge(g, &doc),
+                    Some(g) => merge(&doc, g),
                     None => doc,
                 };
                 previous = Some(rule.clone());

@@ -250,8 +250,8 @@ pub enum RuleErrorKind {
         /// The field.
         field: String,
     },
-    /// `|contains` etc. on a keyword inside a field map.
-    #[error("a key with modifiers but no field name is only allowed as a keyword selection")]
+    /// `exists` or `fieldref` on a key with no field name.
+    #[error("exists and fieldref need a field name")]
     KeywordModifiersInMap,
     /// The condition names a selection that does not exist.
     #[error("condition refers to '{0}', which is not a selection of this rule")]
@@ -290,11 +290,11 @@ pub enum RuleErrorKind {
 fn modifier_hint(m: &str) -> &'static str {
     match m {
         "not" => " ('not' is not a modifier: negate the selection in the condition)",
-        "re" | "base64" | "base64offset" | "utf16le" | "utf16be" | "utf16" | "wide" | "windash"
-        | "cidr" | "exists" | "lt" | "lte" | "gt" | "gte" | "fieldref" | "expand" | "cased" => {
-            " (a Sigma modifier this version does not support yet)"
+        "minute" | "hour" | "day" | "week" | "month" | "year" => {
+            " (a Sigma 2.1 time modifier this version does not support yet)"
         }
-        _ => " (known: contains, startswith, endswith, all)",
+        "i" | "m" | "s" => " (regex flags follow re: field|re|i)",
+        _ => " (docs/rules.md lists the modifiers)",
     }
 }
 

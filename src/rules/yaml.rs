@@ -134,6 +134,9 @@ fn is_number(s: &str) -> bool {
     if let Some(hex) = body.strip_prefix("0x") {
         return !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit());
     }
+    if let Some(oct) = body.strip_prefix("0o") {
+        return !oct.is_empty() && oct.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    }
     let mut digits = 0;
     let mut dot = false;
     let mut exp = false;

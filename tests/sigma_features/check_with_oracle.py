@@ -116,7 +116,7 @@ def main(argv=None) -> int:
             ids = rule_ids(rule_file)
             cases, errs = load(cf)
             problems += [f"{cf.name}: {e}" for e in errs]
-            disputed = stem.startswith("disputed_")
+            disputed = stem.startswith(("disputed_", "spec_"))
             for rid in ids:
                 kinds = {c["expect"] for c in cases if c["rule"] in (None, rid)}
                 if not {"match", "no_match"} <= kinds:
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
             for f in (summary.get("failed_to_convert", []) + summary.get("unsupported", [])
                       + summary.get("runtime_errors", [])):
                 msg = f"{f['file']} rule {f.get('rule_id')}: oracle ({engine}) cannot evaluate it: {f['error']}"
-                if f["file"].startswith("disputed_"):
+                if f["file"].startswith(("disputed_", "spec_")):
                     print(f"DISPUTED {msg}")
                 else:
                     problems.append(msg)

@@ -66,7 +66,7 @@ impl Selection {
         };
         let mut all = Vec::new();
         for g in groups {
-            let found = g.iter().filter(|t| t.path() == path).find_map(key)?;
+            let found = g.iter().filter(|t| t.path() == Some(path)).find_map(key)?;
             all.extend(found);
         }
         Some(all)
@@ -74,9 +74,9 @@ impl Selection {
 
     fn paths<'a>(&'a self, out: &mut Vec<&'a FieldPath>) {
         if let Selection::Fields(groups) = self {
-            for t in groups.iter().flatten() {
-                if !out.contains(&t.path()) {
-                    out.push(t.path());
+            for p in groups.iter().flatten().filter_map(FieldTest::path) {
+                if !out.contains(&p) {
+                    out.push(p);
                 }
             }
         }
@@ -267,8 +267,10 @@ fn compile_cond(ast: &CondAst, names: &[String], mark: Mark) -> Result<Cond, Loc
             let sels: Vec<usize> = names
                 .iter()
                 .enumerate()
+                // `them` and patterns leave out `_`-prefixed selections (pySigma), unless
+                // the pattern itself starts with `_`.
                 .filter(|(_, n)| match pattern {
-                    Some(p) => glob_match(p, n),
+                    Some(p) => glob_match(p, n) && (!n.starts_with('_') || p.starts_with('_')),
                     None => !n.starts_with('_'),
                 })
                 .map(|(i, _)| i)

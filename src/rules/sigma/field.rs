@@ -45,7 +45,8 @@ enum TestKind {
 /// One compiled `field|modifiers: values` entry.
 #[derive(Debug, Clone)]
 pub struct FieldTest {
-    path: FieldPath,
+    /// `None` for a keyword test with modifiers (`'|all': [a, b]`): the whole record.
+    path: Option<FieldPath>,
     kind: TestKind,
     negate: bool,
 }
@@ -108,16 +109,20 @@ pub fn for_each_leaf(
     }
 }
 
-/// Calls `f` with every non-null leaf of `path` in the record.
+/// Calls `f` with every non-null leaf of `path` in the record (of the whole record when
+/// `path` is `None`).
 fn for_each_field_leaf(
-    path: &FieldPath,
+    path: Option<&FieldPath>,
     rec: &RootCache<'_, '_>,
     f: &mut dyn FnMut(Leaf<'_>) -> ControlFlow<()>,
 ) -> ControlFlow<()> {
-    path.for_each_cached(rec, &mut |v| for_each_leaf(v, f))
+    match path {
+        Some(p) => p.for_each_cached(rec, &mut |v| for_each_leaf(v, f)),
+        None => for_each_leaf(rec.root(), f),
+    }
 }
 
-fn set_matches(path: &FieldPath, rec: &RootCache<'_, '_>, set: &ValueSet) -> bool {
+fn set_matches(path: Option<&FieldPath>, rec: &RootCache<'_, '_>, set: &ValueSet) -> bool {
     let mut non_null = false;
     let refs = set.fieldrefs();
     let flow = for_each_field_leaf(path, rec, &mut |leaf| {
@@ -134,7 +139,7 @@ fn set_matches(path: &FieldPath, rec: &RootCache<'_, '_>, set: &ValueSet) -> boo
 fn fieldref_matches(refs: &[(FieldPath, Anchor)], leaf: Leaf<'_>, rec: &RootCache<'_, '_>) -> bool {
     let text = leaf.text();
     refs.iter().any(|(other, anchor)| {
-        for_each_field_leaf(other, rec, &mut |o| {
+        for_each_field_leaf(Some(other), rec, &mut |o| {
             if fieldref_holds(text, o.text(), *anchor) {
                 ControlFlow::Break(())
             } else {
@@ -146,9 +151,9 @@ fn fieldref_matches(refs: &[(FieldPath, Anchor)], leaf: Leaf<'_>, rec: &RootCach
 }
 
 impl FieldTest {
-    /// The field's path.
-    pub fn path(&self) -> &FieldPath {
-        &self.path
+    /// The field's path (`None` for a keyword test over the whole record).
+    pub fn path(&self) -> Option<&FieldPath> {
+        self.path.as_ref()
     }
 
     /// Whole-value ASCII literals this test requires, if it is a plain equality test.
@@ -178,10 +183,11 @@ impl FieldTest {
     /// Whether the record satisfies the test.
     #[inline]
     pub fn matches(&self, rec: &RootCache<'_, '_>) -> bool {
+        let path = self.path.as_ref();
         let hit = match &self.kind {
-            TestKind::Any(set) => set_matches(&self.path, rec, set),
-            TestKind::All(sets) => sets.iter().all(|s| set_matches(&self.path, rec, s)),
-            TestKind::Exists(want) => self.path.first_cached(rec).is_some() == *want,
+            TestKind::Any(set) => set_matches(path, rec, set),
+            TestKind::All(sets) => sets.iter().all(|s| set_matches(path, rec, s)),
+            TestKind::Exists(want) => path.is_some_and(|p| p.present_cached(rec)) == *want,
         };
         hit != self.negate
     }
@@ -189,7 +195,9 @@ impl FieldTest {
     /// Every path the test reads (its field and its field references), for slot
     /// assignment.
     pub fn paths_mut(&mut self, f: &mut dyn FnMut(&mut FieldPath)) {
-        f(&mut self.path);
+        if let Some(p) = &mut self.path {
+            f(p);
+        }
         let sets: Vec<&mut ValueSet> = match &mut self.kind {
             TestKind::Any(s) => vec![s],
             TestKind::All(v) => v.iter_mut().collect(),
@@ -289,30 +297,35 @@ fn sort_mods(field: &str, mods: &[Modifier], mark: Mark) -> Result<Mods, Located
     Ok(m)
 }
 
-/// Replaces `%name%` placeholders with each of their values (every combination).
+/// Replaces `%name%` placeholders with each of their values (every combination);
+/// `\%` is a plain percent sign (spec: `\%plain%name%` is `%plain` then `%name%`).
 fn expand(text: &str, ctx: &CompileContext, mark: Mark) -> Result<Vec<String>, Located> {
     let mut out = vec![String::new()];
-    let mut rest = text;
-    while let Some(start) = rest.find('%') {
-        let Some(len) = rest[start + 1..].find('%') else {
-            break;
-        };
-        let name = &rest[start + 1..start + 1 + len];
-        let values = ctx.placeholders.get(name).ok_or_else(|| {
-            bad(
-                mark,
-                format!("placeholder %{name}% has no values (give them with --placeholders FILE)"),
-            )
-        })?;
-        let prefix = &rest[..start];
-        out = out
-            .iter()
-            .flat_map(|o| values.iter().map(move |v| format!("{o}{prefix}{v}")))
-            .collect();
-        rest = &rest[start + len + 2..];
+    let mut chars = text.chars().peekable();
+    let mut lit = String::new();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'%') => {
+                lit.push('%');
+                chars.next();
+            }
+            '%' => {
+                let name: String = chars.by_ref().take_while(|&c| c != '%').collect();
+                let values = ctx.placeholders.get(&name).ok_or_else(|| {
+                    bad(mark, format!("placeholder %{name}% has no values (give them with --placeholders FILE)"))
+                })?;
+                let prefix = std::mem::take(&mut lit);
+                let prefix = prefix.as_str();
+                out = out
+                    .iter()
+                    .flat_map(|o| values.iter().map(move |v| format!("{o}{prefix}{v}")))
+                    .collect();
+            }
+            c => lit.push(c),
+        }
     }
     for o in &mut out {
-        o.push_str(rest);
+        o.push_str(&lit);
     }
     Ok(out)
 }
@@ -339,11 +352,12 @@ fn transform(
                     {
                         return Err(bad(mark, "utf16 modifiers need an ASCII value"));
                     }
-                    let mut q = p.map_literals(|l| enc(l).unwrap_or_default());
-                    if *t == Modifier::Utf16 {
-                        q.0.insert(0, super::modifiers::Piece::Lit("\u{feff}".into()));
-                    }
-                    next.push(q);
+                    let q = p.map_literals(|l| enc(l).unwrap_or_default());
+                    next.push(if *t == Modifier::Utf16 {
+                        q.prepend_literal("\u{feff}")
+                    } else {
+                        q
+                    });
                 }
                 Modifier::Base64 | Modifier::Base64Offset => {
                     let lit = p.as_literal().ok_or_else(|| {
@@ -364,6 +378,13 @@ fn transform(
                     for piece in &p.0 {
                         let alts: Vec<super::modifiers::Piece> = match piece {
                             super::modifiers::Piece::Lit(l) => windash(l)
+                                .ok_or_else(|| {
+                                    let max = super::modifiers::WINDASH_MAX;
+                                    bad(
+                                        mark,
+                                        format!("windash: more than {max} flags in one value"),
+                                    )
+                                })?
                                 .into_iter()
                                 .map(super::modifiers::Piece::Lit)
                                 .collect(),
@@ -390,12 +411,23 @@ fn transform(
     Ok(variants)
 }
 
+/// A rule value as a number: decimal, or YAML 1.2 `0x` hex and `0o` octal integers.
 fn number_of(item: &Yaml) -> Option<f64> {
-    item.as_scalar_text()?
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|n| n.is_finite())
+    let t = item.as_scalar_text()?.trim();
+    let (neg, body) = match t.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let radix = if let Some(h) = body.strip_prefix("0x") {
+        Some((h, 16))
+    } else {
+        body.strip_prefix("0o").map(|o| (o, 8))
+    };
+    let n = match radix {
+        Some((digits, r)) => i64::from_str_radix(digits, r).ok()? as f64,
+        None => return t.parse::<f64>().ok().filter(|n| !n.is_nan()),
+    };
+    Some(if neg { -n } else { n })
 }
 
 /// Adds one rule value to `set` under the modifiers `m`.
@@ -534,13 +566,24 @@ pub fn split_key(key: &Yaml) -> Result<(String, Vec<Modifier>), Located> {
 /// Compiles one `field|modifiers: values` entry.
 pub fn compile_field(key: &Yaml, value: &Yaml, ctx: &CompileContext) -> Result<FieldTest, Located> {
     let (field, mods) = split_key(key)?;
-    if field.is_empty() {
-        return Err(err(key.mark, RuleErrorKind::KeywordModifiersInMap));
-    }
-    let mapped = fieldmap::map(&field);
-    let path = FieldPath::parse(&mapped)
-        .map_err(|e| err(key.mark, RuleErrorKind::BadPath(e.to_string())))?;
-    let m = sort_mods(&field, &mods, key.mark)?;
+    let mut m = sort_mods(&field, &mods, key.mark)?;
+    let path = if field.is_empty() {
+        // A keyword test with modifiers: searched over the whole record, so a plain
+        // value is a substring, as in a keyword list.
+        if m.exists || m.fieldref {
+            return Err(err(key.mark, RuleErrorKind::KeywordModifiersInMap));
+        }
+        if m.anchors == 0 && !m.re && !m.cidr && m.compare.is_none() {
+            m.anchor = Anchor::Contains;
+            m.anchors = 1;
+        }
+        None
+    } else {
+        let mapped = fieldmap::map(&field);
+        let p = FieldPath::parse(&mapped)
+            .map_err(|e| err(key.mark, RuleErrorKind::BadPath(e.to_string())))?;
+        Some(p)
+    };
     if m.exists {
         let want = match &value.kind {
             Kind::Bool(b) => *b,

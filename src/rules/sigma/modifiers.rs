@@ -208,6 +208,13 @@ impl Pattern {
         }
     }
 
+    /// Puts a literal in front (merged with a leading literal run).
+    pub fn prepend_literal(self, lit: &str) -> Pattern {
+        let mut v = vec![Piece::Lit(lit.to_string())];
+        v.extend(self.0);
+        Pattern(v).normalized()
+    }
+
     /// Rewrites every literal run.
     pub fn map_literals(&self, f: impl Fn(&str) -> String) -> Pattern {
         Pattern(
@@ -247,9 +254,19 @@ pub fn utf16be(s: &str) -> Option<String> {
         .then(|| s.chars().flat_map(|c| ['\0', c]).collect())
 }
 
-/// `base64` of the value's UTF-8 bytes.
+/// The bytes a value stands for when it is encoded: its UTF-8, except that a leading
+/// byte order mark from `utf16` is the UTF-16 little-endian mark `FF FE` (the spec's
+/// `cmd` > `FF FE 63 00 6d 00 64 00`), not the three UTF-8 bytes of U+FEFF.
+fn value_bytes(s: &str) -> Vec<u8> {
+    match s.strip_prefix('\u{feff}') {
+        Some(rest) => [&[0xFF, 0xFE][..], rest.as_bytes()].concat(),
+        None => s.as_bytes().to_vec(),
+    }
+}
+
+/// `base64` of the value's bytes.
 pub fn base64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+    base64::engine::general_purpose::STANDARD.encode(value_bytes(s))
 }
 
 /// `base64offset`: the three encodings of the value at byte offsets 0, 1 and 2 of a
@@ -258,7 +275,8 @@ pub fn base64(s: &str) -> String {
 pub fn base64offset(s: &str) -> [String; 3] {
     const START: [usize; 3] = [0, 2, 3];
     const END: [usize; 3] = [0, 3, 2]; // characters cut from the end, by (len + i) % 3
-    let bytes = s.as_bytes();
+    let bytes = value_bytes(s);
+    let bytes = bytes.as_slice();
     std::array::from_fn(|i| {
         let mut padded = vec![b' '; i];
         padded.extend_from_slice(bytes);
@@ -271,9 +289,10 @@ pub fn base64offset(s: &str) -> [String; 3] {
 
 /// `windash`: every `-` or `/` that starts a word (after a non-word character or at the
 /// start, before a word character) becomes each of `-`, `/`, en dash, em dash and
-/// horizontal bar (pySigma's reading of the spec). At most 4 such positions are
-/// expanded (625 variants); further ones stay as written.
-pub fn windash(s: &str) -> Vec<String> {
+/// horizontal bar (pySigma's reading of the spec): all 5^n permutations. `None` when a
+/// value has more than [`WINDASH_MAX`] such positions (more variants than a rule should
+/// compile to).
+pub fn windash(s: &str) -> Option<Vec<String>> {
     const DASHES: [char; 5] = ['-', '/', '\u{2013}', '\u{2014}', '\u{2015}'];
     let chars: Vec<char> = s.chars().collect();
     let word = |c: char| c.is_alphanumeric() || c == '_';
@@ -283,8 +302,10 @@ pub fn windash(s: &str) -> Vec<String> {
                 && (i == 0 || !word(chars[i - 1]))
                 && chars.get(i + 1).is_some_and(|&c| word(c))
         })
-        .take(4)
         .collect();
+    if spots.len() > WINDASH_MAX {
+        return None;
+    }
     let mut out = vec![chars.clone()];
     for &i in &spots {
         out = out
@@ -298,8 +319,11 @@ pub fn windash(s: &str) -> Vec<String> {
             })
             .collect();
     }
-    out.into_iter().map(|v| v.into_iter().collect()).collect()
+    Some(out.into_iter().map(|v| v.into_iter().collect()).collect())
 }
+
+/// Most `windash` positions expanded in one value (5^6 = 15,625 variants).
+pub const WINDASH_MAX: usize = 6;
 
 /// An IPv4 or IPv6 network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -419,7 +443,7 @@ impl<'a> Leaf<'a> {
     pub fn number(&self) -> Option<f64> {
         match *self {
             Leaf::Num(n, _) => Some(n),
-            Leaf::Str(s) => s.trim().parse::<f64>().ok().filter(|n| n.is_finite()),
+            Leaf::Str(s) => s.trim().parse::<f64>().ok().filter(|n| !n.is_nan()),
             Leaf::Bool(_) => None,
         }
     }
@@ -689,6 +713,16 @@ impl ValueSet {
 /// Whether `a` relates to `b` as a field reference with `anchor` requires
 /// (case-insensitive).
 pub fn fieldref_holds(a: &str, b: &str, anchor: Anchor) -> bool {
+    if !a.is_ascii() || !b.is_ascii() {
+        // Unicode case folding, as for pattern values.
+        let (a, b) = (a.to_lowercase(), b.to_lowercase());
+        return match anchor {
+            Anchor::Exact => a == b,
+            Anchor::StartsWith => a.starts_with(&b),
+            Anchor::EndsWith => a.ends_with(&b),
+            Anchor::Contains => a.contains(&b),
+        };
+    }
     let (a, b) = (a.as_bytes(), b.as_bytes());
     match anchor {
         Anchor::Exact => a.eq_ignore_ascii_case(b),
@@ -795,10 +829,12 @@ mod tests {
 
     #[test]
     fn windash_variants() {
-        let v = windash("-foo -bar x-y");
+        let v = windash("-foo -bar x-y").expect("two flags");
         assert_eq!(v.len(), 25);
         assert!(v.contains(&"/foo \u{2013}bar x-y".to_string()));
         assert!(v.iter().all(|s| s.ends_with(" x-y")));
+        assert!(windash("-a -b -c -d -e -f -g").is_none());
+        assert_eq!(windash("-a -b -c -d -e").map(|v| v.len()), Some(3125));
     }
 
     #[test]

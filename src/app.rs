@@ -31,6 +31,9 @@ pub enum AppError {
         /// What is wrong.
         message: String,
     },
+    /// The archive cannot be opened or written.
+    #[error(transparent)]
+    Archive(#[from] crate::archive::ArchiveError),
     /// The stats file cannot be written.
     #[error("stats file {path}: {source}")]
     StatsFile {
@@ -48,7 +51,9 @@ impl AppError {
             AppError::RulePath(_) | AppError::Strict(_) | AppError::Placeholders { .. } => {
                 exit::USAGE
             }
-            AppError::Sink(_) | AppError::StatsFile { .. } => exit::INPUT_ERROR,
+            AppError::Sink(_) | AppError::StatsFile { .. } | AppError::Archive(_) => {
+                exit::INPUT_ERROR
+            }
         }
     }
 }
@@ -145,7 +150,31 @@ pub fn detect(args: &DetectArgs, shutdown: Arc<AtomicBool>) -> Result<i32, AppEr
         Box::new(io::BufWriter::with_capacity(256 * 1024, io::stdout())),
         args.dead_letter.as_deref(),
     )?;
-    let outcome = pipeline::run(inputs, pack.clone(), out, &cfg, shutdown)?;
+    let archive = match &args.archive {
+        Some(root) => {
+            let partition = args.partition.clone().unwrap_or_else(|| {
+                if args.inputs.is_empty() {
+                    "stdin".into()
+                } else {
+                    "files".into()
+                }
+            });
+            cfg.archive_partition = Some(partition.clone());
+            let w = crate::archive::ArchiveWriter::open(crate::archive::ArchiveConfig {
+                root: root.clone(),
+                partition,
+                max_file_bytes: args.archive_max_bytes,
+                max_age: std::time::Duration::from_secs(args.archive_max_age_s),
+            })?;
+            Some(w)
+        }
+        None => None,
+    };
+    let outcome = match pipeline::run(inputs, pack.clone(), out, archive, &cfg, shutdown) {
+        Ok(o) => o,
+        Err(pipeline::PipelineError::Sink(e)) => return Err(e.into()),
+        Err(pipeline::PipelineError::Archive(e)) => return Err(e.into()),
+    };
     let mut summary = outcome.summary;
     summary.inputs += missing.len() as u64;
     summary.inputs_failed += missing.len() as u64;

@@ -116,6 +116,19 @@ pub struct DetectArgs {
     /// name to a list of values.
     #[arg(long, value_name = "FILE")]
     pub placeholders: Option<PathBuf>,
+    /// Archive every record to Parquet under this root, in Tailpipe's
+    /// `tp_table=aws_cloudtrail_log/tp_partition=…/tp_index=…/tp_date=…` layout.
+    #[arg(long, value_name = "ROOT")]
+    pub archive: Option<PathBuf>,
+    /// `tp_partition` of archived rows (default: `files`, or `stdin`).
+    #[arg(long, value_name = "NAME")]
+    pub partition: Option<String>,
+    /// Close an archive file once it holds this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 128 << 20)]
+    pub archive_max_bytes: usize,
+    /// Close an archive file this many seconds after it was opened.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub archive_max_age_s: u64,
     /// Only run rules at or above this level.
     #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
     pub min_level: Option<Level>,

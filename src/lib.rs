@@ -57,6 +57,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod archive;
 pub mod cli;
 pub mod decode;
 pub mod event;

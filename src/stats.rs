@@ -88,6 +88,10 @@ pub struct RunSummary {
     pub elapsed: Duration,
     /// Whether the run was stopped by a signal or a closed stdout before the end.
     pub interrupted: bool,
+    /// Rows in finished archive files (`None` without an archive).
+    pub records_archived: Option<u64>,
+    /// Archive files finished.
+    pub archive_files: u64,
 }
 
 impl RunSummary {
@@ -156,6 +160,8 @@ impl RunSummary {
             "elapsed_s": self.elapsed.as_secs_f64(),
             "records_per_s": self.records_per_s(),
             "accounting_ok": self.accounting_holds(),
+            "records_archived": self.records_archived,
+            "archive_files": self.archive_files,
             "interrupted": self.interrupted,
         })
     }

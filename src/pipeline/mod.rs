@@ -35,6 +35,9 @@ use std::time::Instant;
 
 use crossbeam_channel::{TryRecvError, bounded, unbounded};
 
+use arrow_array::RecordBatch;
+
+use crate::archive::{ArchiveError, ArchiveWriter, BatchBuilder, PartitionKey};
 use crate::decode::{Mode, Position};
 use crate::event::KnownPaths;
 use crate::rules::{Level, RulePack};
@@ -62,6 +65,8 @@ pub struct PipelineConfig {
     pub include_record: bool,
     /// Stderr warnings shown per input before they are only counted.
     pub warnings_per_input: u64,
+    /// `tp_partition` of archived rows (the source's name); `None`: no archive.
+    pub archive_partition: Option<String>,
 }
 
 impl Default for PipelineConfig {
@@ -76,6 +81,7 @@ impl Default for PipelineConfig {
             max_in_flight: 4 * threads + 4,
             include_record: true,
             warnings_per_input: 10,
+            archive_partition: None,
         }
     }
 }
@@ -151,6 +157,10 @@ struct Done {
     counters: Counters,
     /// Set when the unit ends its input: raw bytes read and the failure, if any.
     end: Option<(u64, Option<InputFailure>)>,
+    /// Rows to archive, per partition, while the unit is processed.
+    archive_rows: Vec<(PartitionKey, BatchBuilder)>,
+    /// The finished archive batches of the unit.
+    archive: Vec<(PartitionKey, RecordBatch)>,
 }
 
 impl Done {
@@ -164,8 +174,42 @@ impl Done {
             notes_dropped: 0,
             counters: Counters::default(),
             end: None,
+            archive_rows: Vec::new(),
+            archive: Vec::new(),
         }
     }
+
+    /// The builder of a partition's rows (made on first use).
+    fn archive_builder(&mut self, key: PartitionKey) -> &mut BatchBuilder {
+        let i = match self.archive_rows.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                self.archive_rows.push((key, BatchBuilder::new()));
+                self.archive_rows.len() - 1
+            }
+        };
+        &mut self.archive_rows[i].1
+    }
+
+    /// Turns the unit's rows into Arrow batches for the archive thread.
+    fn finish_archive(&mut self) {
+        for (key, mut b) in self.archive_rows.drain(..) {
+            if !b.is_empty() {
+                self.archive.push((key, b.finish()));
+            }
+        }
+    }
+}
+
+/// A run that could not finish writing its output.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Findings or dead letters could not be written.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// The archive could not be written.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
 }
 
 /// What a run produced besides its output.
@@ -206,9 +250,10 @@ pub fn run(
     inputs: Vec<Input>,
     pack: Arc<RulePack>,
     mut output: Output,
+    archive: Option<ArchiveWriter>,
     cfg: &PipelineConfig,
     shutdown: Arc<AtomicBool>,
-) -> Result<RunOutcome, SinkError> {
+) -> Result<RunOutcome, PipelineError> {
     let start = Instant::now();
     let threads = cfg.threads.max(1);
     let in_flight = cfg.max_in_flight.max(threads + 1);
@@ -229,8 +274,37 @@ pub fn run(
     let mut failed_inputs = Vec::new();
     let mut max_level: Option<Level> = None;
     let mut sink_error = None;
+    let archiving = archive.is_some();
+    let (archive_tx, archive_rx) = bounded::<Vec<(PartitionKey, RecordBatch)>>(4);
+    let mut archive_result: Option<Result<crate::archive::ArchiveStats, ArchiveError>> = None;
 
     std::thread::scope(|s| {
+        // The archive thread: writes batches as they come, finishes files by age.
+        let archive_thread = archive.map(|mut w| {
+            let stop = shutdown.clone();
+            s.spawn(
+                move || -> Result<crate::archive::ArchiveStats, ArchiveError> {
+                    loop {
+                        match archive_rx.recv_timeout(std::time::Duration::from_secs(1)) {
+                            Ok(batches) => {
+                                for (key, batch) in &batches {
+                                    if let Err(e) = w.write(key, batch) {
+                                        stop.store(true, Ordering::Relaxed);
+                                        // Keep draining so the sink never blocks on a dead writer.
+                                        for _ in archive_rx.iter() {}
+                                        return Err(e);
+                                    }
+                                }
+                            }
+                            Err(crossbeam_channel::RecvTimeoutError::Timeout) => w.finish_aged()?,
+                            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                        }
+                    }
+                    w.close()
+                },
+            )
+        });
+        let archive_tx = archive_tx;
         let reader = reader::Reader {
             work: work_tx,
             permits: permit_rx,
@@ -289,10 +363,30 @@ pub fn run(
                     &mut max_level,
                     &mut cur,
                 );
+                if archiving && !d.archive.is_empty() {
+                    let _ = archive_tx.send(d.archive);
+                }
                 let _ = permit_tx.send(());
             }
         }
+        drop(archive_tx);
+        if let Some(t) = archive_thread {
+            archive_result = Some(t.join().unwrap_or_else(|_| {
+                Err(ArchiveError::Parquet {
+                    path: Default::default(),
+                    message: "archive thread panicked".into(),
+                })
+            }));
+        }
     });
+    match archive_result {
+        Some(Ok(stats)) => {
+            summary.records_archived = Some(stats.rows);
+            summary.archive_files = stats.files;
+        }
+        Some(Err(e)) => return Err(e.into()),
+        None => {}
+    }
 
     if sink_error.is_none() {
         output.flush()?;
@@ -305,7 +399,7 @@ pub fn run(
             failed_inputs,
             max_level,
         }),
-        Some(e) => Err(e),
+        Some(e) => Err(e.into()),
     }
 }
 

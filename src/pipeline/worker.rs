@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use simd_json::tape::Value;
 
 use super::{Done, InputFailure, Note, PipelineConfig, Work};
+use crate::archive::{self, PartitionKey, RowMeta};
 use crate::decode::{
     Candidate, FrameHandler, GzipError, Mode, Position, detect_mode, frame, gunzip_into, is_gzip,
 };
@@ -59,6 +60,12 @@ impl Worker {
     }
 
     pub fn process(&mut self, work: Work) -> Done {
+        let mut done = self.process_unit(work);
+        done.finish_archive();
+        done
+    }
+
+    fn process_unit(&mut self, work: Work) -> Done {
         match work {
             Work::File { seq, input } => self.file(seq, input),
             Work::Chunk {
@@ -151,6 +158,8 @@ impl Worker {
                 known: &self.known,
                 include_record: self.cfg.include_record,
                 keep_dead: self.keep_dead,
+                archive_partition: self.cfg.archive_partition.as_deref(),
+                ingest_micros: 0,
                 hits: &mut self.hits,
                 scratch: &mut self.scratch,
                 detected_at: String::new(),
@@ -179,6 +188,8 @@ struct Eval<'a> {
     known: &'a KnownPaths,
     include_record: bool,
     keep_dead: bool,
+    archive_partition: Option<&'a str>,
+    ingest_micros: i64,
     hits: &'a mut Vec<u32>,
     scratch: &'a mut Vec<u8>,
     detected_at: String,
@@ -228,6 +239,9 @@ impl Eval<'_> {
         if known.event_time.first(root).is_none() && known.timestamp.first(root).is_none() {
             c.records_without_event_time += 1;
         }
+        if let Some(partition) = self.archive_partition {
+            self.archive(root, raw, partition);
+        }
         self.pack.evaluate(root, self.scratch, self.hits);
         if self.hits.is_empty() {
             return;
@@ -247,6 +261,43 @@ impl Eval<'_> {
             finding::render(&mut self.done.findings, rule, root, raw, pos, rel, &ctx);
             self.done.counters.add_finding(h);
         }
+    }
+
+    /// Appends a kept record to its partition's archive rows.
+    fn archive(&mut self, root: Value<'_, '_>, raw: &[u8], partition: &str) {
+        let k = self.known;
+        if self.ingest_micros == 0 {
+            self.ingest_micros = archive::now_micros();
+        }
+        let text = |p: &crate::event::FieldPath| p.first(root).and_then(path::as_str);
+        let event_id = text(&k.event_id);
+        let account = text(&k.recipient_account_id);
+        let timestamp = text(&k.event_time)
+            .or_else(|| text(&k.timestamp))
+            .and_then(archive::parse_time_micros)
+            .unwrap_or(self.ingest_micros);
+        let index = account
+            .or_else(|| text(&k.principal_account))
+            .unwrap_or("unknown");
+        let key = PartitionKey {
+            index: archive::partition_value(index),
+            date: archive::date_of(timestamp),
+        };
+        let id = archive::tp_id(event_id, account, raw);
+        let input = self.done.input.clone();
+        let meta = RowMeta {
+            tp_id: &id,
+            source_type: if input.kind == InputKind::Stdin {
+                "stdin"
+            } else {
+                "file"
+            },
+            source_name: partition,
+            source_location: &input.name,
+            ingest_micros: self.ingest_micros,
+            timestamp_micros: timestamp,
+        };
+        self.done.archive_builder(key).append(root, &meta);
     }
 
     /// The messages of a CloudWatch Logs subscription payload, each a record. All of

@@ -1,0 +1,283 @@
+//! Parquet files in Tailpipe's hive layout, each appearing only complete.
+//!
+//! `<root>/tp_table=aws_cloudtrail_log/tp_partition=<p>/tp_index=<i>/tp_date=<d>/<name>.parquet`.
+//! A file is written as `.<name>.parquet.tmp` in its final directory, then finished,
+//! fsync'd, renamed and its directory fsync'd: a reader sees a whole file or none.
+//! Temporary files left by a crash are removed when a writer opens the root.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use super::schema::schema;
+
+/// The table directory under the root.
+pub const TABLE_DIR: &str = "tp_table=aws_cloudtrail_log";
+
+/// Where and how to archive.
+#[derive(Debug, Clone)]
+pub struct ArchiveConfig {
+    /// The archive root.
+    pub root: PathBuf,
+    /// `tp_partition` (the source's name).
+    pub partition: String,
+    /// A file is closed once its buffered and written data reach this size.
+    pub max_file_bytes: usize,
+    /// A file is closed this long after it was opened, so data becomes visible.
+    pub max_age: Duration,
+}
+
+/// Where a row goes: `tp_index` and `tp_date`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PartitionKey {
+    /// `tp_index` (account id by default).
+    pub index: String,
+    /// `tp_date`, `YYYY-MM-DD`.
+    pub date: String,
+}
+
+/// What went wrong writing the archive.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// A file or directory operation failed.
+    #[error("archive {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The Parquet writer failed.
+    #[error("archive {path}: parquet: {message}")]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// The writer's message.
+        message: String,
+    },
+}
+
+/// Counts of what was archived.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ArchiveStats {
+    /// Rows in finished files.
+    pub rows: u64,
+    /// Files finished.
+    pub files: u64,
+    /// Temporary files from an earlier crash that were removed.
+    pub stale_removed: u64,
+}
+
+/// Makes a record-derived value safe as one path segment: letters, digits and `._-@`
+/// are kept, anything else becomes `_`; empty, `.` and `..` become `unknown`.
+pub fn partition_value(raw: &str) -> String {
+    let v: String = raw
+        .chars()
+        .take(128)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if v.is_empty() || v.chars().all(|c| c == '.') {
+        "unknown".into()
+    } else {
+        v
+    }
+}
+
+struct OpenFile {
+    tmp: PathBuf,
+    path: PathBuf,
+    /// A second handle to the file, to fsync it after the writer has closed it.
+    handle: File,
+    writer: ArrowWriter<File>,
+    opened: Instant,
+    rows: u64,
+}
+
+/// The archive's open files, one per partition.
+pub struct ArchiveWriter {
+    cfg: ArchiveConfig,
+    open: HashMap<PartitionKey, OpenFile>,
+    seq: u64,
+    stamp: String,
+    stats: ArchiveStats,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
+    move |source| ArchiveError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn remove_stale(dir: &Path, removed: &mut u64) -> std::io::Result<()> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if e.file_type()?.is_dir() {
+            remove_stale(&p, removed)?;
+        } else if p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.') && n.ends_with(".parquet.tmp"))
+        {
+            fs::remove_file(&p)?;
+            *removed += 1;
+        }
+    }
+    Ok(())
+}
+
+impl ArchiveWriter {
+    /// Opens (creates) the root and removes temporary files left by a crash.
+    pub fn open(cfg: ArchiveConfig) -> Result<Self, ArchiveError> {
+        let table = cfg.root.join(TABLE_DIR);
+        fs::create_dir_all(&table).map_err(io(&table))?;
+        let mut stats = ArchiveStats::default();
+        remove_stale(&table, &mut stats.stale_removed).map_err(io(&table))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        Ok(ArchiveWriter {
+            stamp: format!("{now}-{}", std::process::id()),
+            cfg,
+            open: HashMap::new(),
+            seq: 0,
+            stats,
+        })
+    }
+
+    fn dir(&self, key: &PartitionKey) -> PathBuf {
+        self.cfg
+            .root
+            .join(TABLE_DIR)
+            .join(format!(
+                "tp_partition={}",
+                partition_value(&self.cfg.partition)
+            ))
+            .join(format!("tp_index={}", partition_value(&key.index)))
+            .join(format!("tp_date={}", partition_value(&key.date)))
+    }
+
+    /// Appends rows to the partition's open file (opening one if needed).
+    pub fn write(&mut self, key: &PartitionKey, batch: &RecordBatch) -> Result<(), ArchiveError> {
+        if !self.open.contains_key(key) {
+            let dir = self.dir(key);
+            fs::create_dir_all(&dir).map_err(io(&dir))?;
+            self.seq += 1;
+            let name = format!("{}-{:06}.parquet", self.stamp, self.seq);
+            let tmp = dir.join(format!(".{name}.tmp"));
+            let path = dir.join(name);
+            let file = File::create(&tmp).map_err(io(&tmp))?;
+            let handle = file.try_clone().map_err(io(&tmp))?;
+            let props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                .set_max_row_group_row_count(Some(122_880))
+                .build();
+            let writer = ArrowWriter::try_new(file, schema(), Some(props)).map_err(|e| {
+                ArchiveError::Parquet {
+                    path: tmp.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            self.open.insert(
+                key.clone(),
+                OpenFile {
+                    tmp,
+                    path,
+                    handle,
+                    writer,
+                    opened: Instant::now(),
+                    rows: 0,
+                },
+            );
+        }
+        let full = {
+            let f = self
+                .open
+                .get_mut(key)
+                .unwrap_or_else(|| unreachable!("opened above"));
+            f.writer.write(batch).map_err(|e| ArchiveError::Parquet {
+                path: f.tmp.clone(),
+                message: e.to_string(),
+            })?;
+            f.rows += batch.num_rows() as u64;
+            f.writer.in_progress_size() + f.writer.bytes_written() >= self.cfg.max_file_bytes
+        };
+        if full {
+            self.finish_one(key)?;
+        }
+        Ok(())
+    }
+
+    fn finish_one(&mut self, key: &PartitionKey) -> Result<(), ArchiveError> {
+        let Some(f) = self.open.remove(key) else {
+            return Ok(());
+        };
+        f.writer.close().map_err(|e| ArchiveError::Parquet {
+            path: f.tmp.clone(),
+            message: e.to_string(),
+        })?;
+        f.handle.sync_all().map_err(io(&f.tmp))?;
+        fs::rename(&f.tmp, &f.path).map_err(io(&f.path))?;
+        if let Some(dir) = f.path.parent() {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io(dir))?;
+        }
+        self.stats.rows += f.rows;
+        self.stats.files += 1;
+        Ok(())
+    }
+
+    /// Finishes files opened longer than `max_age` ago.
+    pub fn finish_aged(&mut self) -> Result<(), ArchiveError> {
+        let aged: Vec<PartitionKey> = self
+            .open
+            .iter()
+            .filter(|(_, f)| f.opened.elapsed() >= self.cfg.max_age)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in aged {
+            self.finish_one(&k)?;
+        }
+        Ok(())
+    }
+
+    /// Finishes every open file and returns the counts.
+    pub fn close(mut self) -> Result<ArchiveStats, ArchiveError> {
+        let keys: Vec<PartitionKey> = self.open.keys().cloned().collect();
+        for k in keys {
+            self.finish_one(&k)?;
+        }
+        Ok(self.stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_values_cannot_escape() {
+        assert_eq!(partition_value("123456789012"), "123456789012");
+        assert_eq!(partition_value("../../etc"), ".._.._etc");
+        assert_eq!(partition_value(".."), "unknown");
+        assert_eq!(partition_value(""), "unknown");
+        assert_eq!(partition_value("a/b\\c d"), "a_b_c_d");
+        assert_eq!(partition_value("2024-12-01"), "2024-12-01");
+    }
+}

@@ -29,7 +29,7 @@ pub use writer::{
 /// The `tp_id` of a record: SHA-256 over `eventID` and `recipientAccountId` (or the raw
 /// bytes when there is no `eventID`), first 16 bytes in hex. Deterministic, so a replay
 /// writes the same id and compaction can drop duplicates.
-pub fn tp_id(event_id: Option<&str>, account: Option<&str>, raw: &[u8]) -> String {
+pub fn tp_id(event_id: Option<&str>, account: Option<&str>, raw: &[u8]) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     match event_id {
@@ -40,9 +40,12 @@ pub fn tp_id(event_id: Option<&str>, account: Option<&str>, raw: &[u8]) -> Strin
         }
         None => h.update(raw),
     }
-    h.finalize()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let d = h.finalize();
+    let mut out = [0u8; 32];
+    for (i, b) in d.iter().take(16).enumerate() {
+        out[2 * i] = HEX[(b >> 4) as usize];
+        out[2 * i + 1] = HEX[(b & 15) as usize];
+    }
+    out
 }

@@ -52,7 +52,103 @@ enum Builder {
     Json(StringBuilder),
     Bool(BooleanBuilder),
     Ts(TimestampMicrosecondBuilder),
-    Struct(Vec<(Col, Builder)>, Vec<bool>),
+    Struct(Children, Vec<bool>),
+}
+
+/// The columns of an object (the record, or a struct column) and a table from their
+/// CloudTrail keys to their positions, so one pass over the object's keys finds them all.
+struct Children {
+    cols: Vec<(Col, Builder)>,
+    exact: rustc_hash::FxHashMap<&'static str, usize>,
+    folded: rustc_hash::FxHashMap<String, usize>,
+}
+
+/// Most columns of one object.
+const MAX_CHILDREN: usize = 32;
+
+impl Children {
+    fn new(cols: &[Col]) -> Self {
+        let mut exact = rustc_hash::FxHashMap::default();
+        let mut folded = rustc_hash::FxHashMap::default();
+        for (i, c) in cols.iter().enumerate().take(MAX_CHILDREN) {
+            exact.insert(c.key, i);
+            folded.entry(c.key.to_ascii_lowercase()).or_insert(i);
+        }
+        Children {
+            cols: cols
+                .iter()
+                .map(|c| (c.clone(), Builder::new(&c.kind)))
+                .collect(),
+            exact,
+            folded,
+        }
+    }
+
+    /// Appends the object's values (all NULL when `obj` is `None`).
+    fn append(&mut self, obj: Option<Value<'_, '_>>, ctx: &mut RowCtx<'_>, path: Path) {
+        let mut vals: [Option<Value<'_, '_>>; MAX_CHILDREN] = [None; MAX_CHILDREN];
+        let mut fold: [Option<Value<'_, '_>>; MAX_CHILDREN] = [None; MAX_CHILDREN];
+        if let Some(o) = obj.and_then(|o| o.as_object()) {
+            let mut lower = [0u8; 64];
+            for (k, v) in o.iter() {
+                if let Some(&i) = self.exact.get(k) {
+                    if vals[i].is_none() {
+                        vals[i] = Some(v);
+                    }
+                } else if k.len() <= lower.len() {
+                    let l = &mut lower[..k.len()];
+                    l.copy_from_slice(k.as_bytes());
+                    l.make_ascii_lowercase();
+                    if let Some(&i) = std::str::from_utf8(l).ok().and_then(|l| self.folded.get(l))
+                        && fold[i].is_none()
+                    {
+                        fold[i] = Some(v);
+                    }
+                }
+            }
+        }
+        for (i, (col, b)) in self.cols.iter_mut().enumerate() {
+            let v = if i < MAX_CHILDREN {
+                vals[i].or(fold[i])
+            } else {
+                obj.and_then(|o| object_get(o, col.key))
+            };
+            append_value(b, v, ctx, path.push(col.name));
+        }
+    }
+}
+
+/// The column path of a value, for `tp_misfits` (`user_identity.session_context`).
+#[derive(Clone, Copy)]
+struct Path {
+    names: [&'static str; 4],
+    depth: usize,
+}
+
+impl Path {
+    const ROOT: Path = Path {
+        names: [""; 4],
+        depth: 0,
+    };
+
+    fn push(self, name: &'static str) -> Path {
+        let mut p = self;
+        if p.depth < p.names.len() {
+            p.names[p.depth] = name;
+            p.depth += 1;
+        }
+        p
+    }
+
+    fn text(&self) -> String {
+        self.names[..self.depth].join(".")
+    }
+}
+
+/// Reusable buffers of one row.
+struct RowCtx<'a> {
+    json: &'a mut Vec<u8>,
+    misfits: &'a mut Vec<(String, String)>,
 }
 
 impl Builder {
@@ -62,12 +158,7 @@ impl Builder {
             ColKind::Json => Builder::Json(StringBuilder::new()),
             ColKind::Bool => Builder::Bool(BooleanBuilder::new()),
             ColKind::Timestamp => Builder::Ts(TimestampMicrosecondBuilder::new()),
-            ColKind::Struct(cols) => Builder::Struct(
-                cols.iter()
-                    .map(|c| (c.clone(), Builder::new(&c.kind)))
-                    .collect(),
-                Vec::new(),
-            ),
+            ColKind::Struct(cols) => Builder::Struct(Children::new(cols), Vec::new()),
         }
     }
 
@@ -78,7 +169,7 @@ impl Builder {
             Builder::Ts(b) => b.append_null(),
             Builder::Struct(children, valid) => {
                 valid.push(false);
-                for (_, c) in children {
+                for (_, c) in &mut children.cols {
                     c.null();
                 }
             }
@@ -95,6 +186,7 @@ impl Builder {
                     unreachable!("struct builder of a struct column")
                 };
                 let arrays = children
+                    .cols
                     .iter_mut()
                     .map(|(c, b)| b.finish(&c.kind))
                     .collect();
@@ -133,7 +225,7 @@ pub struct BatchBuilder {
     source_location: StringBuilder,
     destination_ip: StringBuilder,
     lists: Vec<ListBuilder<StringBuilder>>,
-    cols: Vec<(Col, Builder)>,
+    cols: Children,
     misfits: StringBuilder,
     rows: usize,
     json: Vec<u8>,
@@ -154,10 +246,11 @@ impl Default for BatchBuilder {
     }
 }
 
-fn json_text(v: Value<'_, '_>, buf: &mut Vec<u8>) -> Option<String> {
+/// Writes `v` as compact JSON into `buf` (cleared first); its text, if valid UTF-8.
+fn json_text<'b>(v: Value<'_, '_>, buf: &'b mut Vec<u8>) -> Option<&'b str> {
     buf.clear();
     v.write(buf).ok()?;
-    String::from_utf8(std::mem::take(buf)).ok()
+    std::str::from_utf8(buf).ok()
 }
 
 impl BatchBuilder {
@@ -176,13 +269,7 @@ impl BatchBuilder {
                 .iter()
                 .map(|_| ListBuilder::new(StringBuilder::new()))
                 .collect(),
-            cols: super::schema::record_columns()
-                .into_iter()
-                .map(|c| {
-                    let b = Builder::new(&c.kind);
-                    (c, b)
-                })
-                .collect(),
+            cols: Children::new(&super::schema::record_columns()),
             misfits: StringBuilder::new(),
             rows: 0,
             json: Vec::new(),
@@ -216,10 +303,11 @@ impl BatchBuilder {
         self.destination_ip.append_null();
         self.append_lists(root, ip);
         self.row_misfits.clear();
-        let (json, misfits) = (&mut self.json, &mut self.row_misfits);
-        for (col, b) in &mut self.cols {
-            append_col(b, col, Some(root), json, misfits, col.name);
-        }
+        let mut ctx = RowCtx {
+            json: &mut self.json,
+            misfits: &mut self.row_misfits,
+        };
+        self.cols.append(Some(root), &mut ctx, Path::ROOT);
         if self.row_misfits.is_empty() {
             self.misfits.append_null();
         } else {
@@ -292,7 +380,7 @@ impl BatchBuilder {
         for l in &mut self.lists {
             cols.push(Arc::new(l.finish()));
         }
-        for (c, b) in &mut self.cols {
+        for (c, b) in &mut self.cols.cols {
             cols.push(b.finish(&c.kind));
         }
         cols.push(Arc::new(self.misfits.finish()));
@@ -302,49 +390,40 @@ impl BatchBuilder {
     }
 }
 
-fn append_col(
-    b: &mut Builder,
-    col: &Col,
-    parent: Option<Value<'_, '_>>,
-    json: &mut Vec<u8>,
-    misfits: &mut Vec<(String, String)>,
-    name: &str,
-) {
-    let v = parent.and_then(|p| object_get(p, col.key));
+fn append_value(b: &mut Builder, v: Option<Value<'_, '_>>, ctx: &mut RowCtx<'_>, path: Path) {
     let Some(v) = v.filter(|v| !v.is_null()) else {
         b.null();
         return;
     };
-    let mut misfit = |raw: Value<'_, '_>, json: &mut Vec<u8>| {
-        if let Some(t) = json_text(raw, json) {
-            misfits.push((name.to_string(), t));
+    let misfit = |raw: Value<'_, '_>, ctx: &mut RowCtx<'_>| {
+        if let Some(t) = json_text(raw, ctx.json) {
+            let t = t.to_string();
+            ctx.misfits.push((path.text(), t));
         }
     };
     match b {
         Builder::Str(sb) => match as_str(v) {
             Some(s) => sb.append_value(s),
-            None => match json_text(v, json) {
+            None => match json_text(v, ctx.json) {
                 Some(t) => sb.append_value(t),
                 None => sb.append_null(),
             },
         },
-        Builder::Json(sb) => match json_text(v, json) {
+        Builder::Json(sb) => match json_text(v, ctx.json) {
             Some(t) => sb.append_value(t),
             None => sb.append_null(),
         },
         Builder::Bool(bb) => {
-            let parsed =
-                v.as_bool()
-                    .or_else(|| match as_str(v).map(str::to_ascii_lowercase).as_deref() {
-                        Some("true") => Some(true),
-                        Some("false") => Some(false),
-                        _ => None,
-                    });
+            let parsed = v.as_bool().or_else(|| match as_str(v) {
+                Some(s) if s.eq_ignore_ascii_case("true") => Some(true),
+                Some(s) if s.eq_ignore_ascii_case("false") => Some(false),
+                _ => None,
+            });
             match parsed {
                 Some(x) => bb.append_value(x),
                 None => {
                     bb.append_null();
-                    misfit(v, json);
+                    misfit(v, ctx);
                 }
             }
         }
@@ -352,20 +431,17 @@ fn append_col(
             Some(t) => tb.append_value(t),
             None => {
                 tb.append_null();
-                misfit(v, json);
+                misfit(v, ctx);
             }
         },
         Builder::Struct(children, valid) => {
             if v.as_object().is_some() {
                 valid.push(true);
-                for (c, cb) in children.iter_mut() {
-                    let child_name = format!("{name}.{}", c.name);
-                    append_col(cb, c, Some(v), json, misfits, &child_name);
-                }
+                children.append(Some(v), ctx, path);
             } else {
-                misfit(v, json);
+                misfit(v, ctx);
                 valid.push(false);
-                for (_, cb) in children.iter_mut() {
+                for (_, cb) in &mut children.cols {
                     cb.null();
                 }
             }

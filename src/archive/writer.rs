@@ -17,6 +17,10 @@ use parquet::file::properties::WriterProperties;
 
 use super::schema::schema;
 
+/// A row group is flushed once its encoded data reach this size, so an open file holds
+/// at most about this much in memory.
+pub const ROW_GROUP_BYTES: usize = 8 << 20;
+
 /// The table directory under the root.
 pub const TABLE_DIR: &str = "tp_table=aws_cloudtrail_log";
 
@@ -186,6 +190,7 @@ impl ArchiveWriter {
             let props = WriterProperties::builder()
                 .set_compression(Compression::ZSTD(ZstdLevel::default()))
                 .set_max_row_group_row_count(Some(122_880))
+                .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
                 .build();
             let writer = ArrowWriter::try_new(file, schema(), Some(props)).map_err(|e| {
                 ArchiveError::Parquet {

@@ -157,8 +157,8 @@ struct Done {
     counters: Counters,
     /// Set when the unit ends its input: raw bytes read and the failure, if any.
     end: Option<(u64, Option<InputFailure>)>,
-    /// Rows to archive, per partition, while the unit is processed.
-    archive_rows: Vec<(PartitionKey, BatchBuilder)>,
+    /// Rows to archive while the unit is processed: (tp_index, day number, key, rows).
+    archive_rows: Vec<(String, i64, PartitionKey, BatchBuilder)>,
     /// The finished archive batches of the unit.
     archive: Vec<(PartitionKey, RecordBatch)>,
 }
@@ -179,21 +179,32 @@ impl Done {
         }
     }
 
-    /// The builder of a partition's rows (made on first use).
-    fn archive_builder(&mut self, key: PartitionKey) -> &mut BatchBuilder {
-        let i = match self.archive_rows.iter().position(|(k, _)| *k == key) {
+    /// The builder of a partition's rows (made on first use; a unit rarely has more
+    /// than a few partitions, and nothing is allocated for one already seen).
+    fn archive_builder(&mut self, index: &str, micros: i64) -> &mut BatchBuilder {
+        let day = micros.div_euclid(86_400_000_000);
+        let i = match self
+            .archive_rows
+            .iter()
+            .position(|(ix, d, _, _)| *d == day && ix == index)
+        {
             Some(i) => i,
             None => {
-                self.archive_rows.push((key, BatchBuilder::new()));
+                let key = PartitionKey {
+                    index: crate::archive::partition_value(index),
+                    date: crate::archive::date_of(micros),
+                };
+                self.archive_rows
+                    .push((index.to_string(), day, key, BatchBuilder::new()));
                 self.archive_rows.len() - 1
             }
         };
-        &mut self.archive_rows[i].1
+        &mut self.archive_rows[i].3
     }
 
     /// Turns the unit's rows into Arrow batches for the archive thread.
     fn finish_archive(&mut self) {
-        for (key, mut b) in self.archive_rows.drain(..) {
+        for (_, _, key, mut b) in self.archive_rows.drain(..) {
             if !b.is_empty() {
                 self.archive.push((key, b.finish()));
             }

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use simd_json::tape::Value;
 
 use super::{Done, InputFailure, Note, PipelineConfig, Work};
-use crate::archive::{self, PartitionKey, RowMeta};
+use crate::archive::{self, RowMeta};
 use crate::decode::{
     Candidate, FrameHandler, GzipError, Mode, Position, detect_mode, frame, gunzip_into, is_gzip,
 };
@@ -279,14 +279,10 @@ impl Eval<'_> {
         let index = account
             .or_else(|| text(&k.principal_account))
             .unwrap_or("unknown");
-        let key = PartitionKey {
-            index: archive::partition_value(index),
-            date: archive::date_of(timestamp),
-        };
         let id = archive::tp_id(event_id, account, raw);
         let input = self.done.input.clone();
         let meta = RowMeta {
-            tp_id: &id,
+            tp_id: std::str::from_utf8(&id).unwrap_or_default(),
             source_type: if input.kind == InputKind::Stdin {
                 "stdin"
             } else {
@@ -297,7 +293,9 @@ impl Eval<'_> {
             ingest_micros: self.ingest_micros,
             timestamp_micros: timestamp,
         };
-        self.done.archive_builder(key).append(root, &meta);
+        self.done
+            .archive_builder(index, timestamp)
+            .append(root, &meta);
     }
 
     /// The messages of a CloudWatch Logs subscription payload, each a record. All of

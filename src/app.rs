@@ -212,6 +212,22 @@ fn rule_set(args: &RuleSetArgs) -> LoadOptions {
     }
 }
 
+/// `trailhound archive …`.
+pub fn archive(cmd: &crate::cli::ArchiveCommand) -> Result<i32, AppError> {
+    match cmd {
+        crate::cli::ArchiveCommand::Compact { root, all } => {
+            let s = crate::archive::compact(root, *all)?;
+            let mut out = io::stdout().lock();
+            let _ = writeln!(
+                out,
+                "{} partitions compacted: {} files into {}, {} rows kept, {} duplicate tp_ids dropped",
+                s.partitions, s.files_in, s.files_out, s.rows, s.duplicates
+            );
+            Ok(exit::OK)
+        }
+    }
+}
+
 /// `trailhound rules …`; output goes to stdout (these commands print no findings).
 pub fn rules(cmd: &RulesCommand) -> Result<i32, AppError> {
     let mut out = io::stdout().lock();

@@ -52,6 +52,22 @@ pub enum Command {
     /// Validate, test or list rules.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Maintain a Parquet archive.
+    #[command(subcommand)]
+    Archive(ArchiveCommand),
+}
+
+/// `trailhound archive …`
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCommand {
+    /// Merge each partition's files into one (atomically; duplicate tp_ids dropped).
+    Compact {
+        /// The archive root (as given to --archive).
+        root: PathBuf,
+        /// Also compact partitions dated today or later (only when nothing writes to them).
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 /// `trailhound rules …`

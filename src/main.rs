@@ -37,6 +37,10 @@ fn run() -> anyhow::Result<i32> {
             init_logging("warn");
             app::rules(cmd)
         }
+        Some(Command::Archive(cmd)) => {
+            init_logging("info");
+            app::archive(cmd)
+        }
         Some(Command::Detect(_)) | None => {
             let args = match &cli.command {
                 Some(Command::Detect(a)) => a,

@@ -170,3 +170,94 @@ fn duckdb_answers_tailpipe_queries_as_the_source_does() {
     assert!(v["access_denied"].as_u64() > Some(0));
     assert!(v["console_logins"].as_u64() > Some(0));
 }
+
+/// Distinct `tp_id`s and total rows visible to a glob reader right now, or `None` if a
+/// file vanished while being read (a reader retries).
+fn snapshot(archive: &Path) -> Option<(std::collections::HashSet<String>, usize)> {
+    use arrow_array::{Array, StringArray};
+    let mut ids = std::collections::HashSet::new();
+    let mut rows = 0;
+    for f in files_with(&archive.join("tp_table=aws_cloudtrail_log"), ".parquet") {
+        if f.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'))
+        {
+            continue;
+        }
+        let file = std::fs::File::open(&f).ok()?;
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .ok()?
+            .build()
+            .ok()?;
+        for b in reader {
+            let b = b.ok()?;
+            let col = b
+                .column_by_name("tp_id")?
+                .as_any()
+                .downcast_ref::<StringArray>()?
+                .clone();
+            rows += col.len();
+            ids.extend((0..col.len()).map(|i| col.value(i).to_string()));
+        }
+    }
+    Some((ids, rows))
+}
+
+#[test]
+fn compaction_merges_partitions_drops_replayed_rows_and_never_hides_one() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let archive = tmp.path().join("archive");
+    let fixture = root().join("tests/data/cloudtrail/s3-layout");
+    // Two runs over the same objects: the second is a replay with the same tp_ids.
+    for _ in 0..2 {
+        let stats = run(&[
+            fixture.as_os_str(),
+            "--archive".as_ref(),
+            archive.as_os_str(),
+        ]);
+        assert_eq!(stats["records_archived"], 2880);
+    }
+    let (before_ids, before_rows) = snapshot(&archive).expect("stable archive");
+    assert_eq!(before_rows, 2 * 2880);
+    assert_eq!(before_ids.len(), 2880);
+    let files_before = files_with(&archive, ".parquet").len();
+    // A reader polls while compaction runs: every row stays visible at every moment.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (a2, s2, want) = (archive.clone(), stop.clone(), before_ids.clone());
+    let reader = std::thread::spawn(move || {
+        let mut samples = 0;
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Some((ids, rows)) = snapshot(&a2) {
+                assert_eq!(ids, want, "a row went missing during compaction");
+                assert!((2880..=2 * 2880).contains(&rows), "{rows} rows visible");
+                samples += 1;
+            }
+        }
+        samples
+    });
+    let out = Command::new(BIN)
+        .args(["archive", "compact"])
+        .arg(&archive)
+        .output()
+        .expect("compact");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let samples = reader.join().expect("reader");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let msg = String::from_utf8_lossy(&out.stdout);
+    println!("{msg} ({samples} reader snapshots during compaction)");
+    assert!(msg.contains("2880 duplicate tp_ids dropped"), "{msg}");
+    let (after_ids, after_rows) = snapshot(&archive).expect("stable archive");
+    assert_eq!(after_ids, before_ids);
+    assert_eq!(after_rows, 2880);
+    let files_after = files_with(&archive, ".parquet");
+    assert!(files_after.len() < files_before);
+    // One file per partition, nothing left in the staging area.
+    let mut dirs: Vec<_> = files_after.iter().filter_map(|f| f.parent()).collect();
+    dirs.dedup();
+    assert_eq!(dirs.len(), files_after.len());
+    assert!(!archive.join(".compact").exists());
+}

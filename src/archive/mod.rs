@@ -17,10 +17,12 @@
 //! **Decision.** [`schema`] alone names the columns; the rest of the crate never sees
 //! Arrow or Parquet types beyond `RecordBatch`.
 
+pub mod compact;
 pub mod rows;
 pub mod schema;
 pub mod writer;
 
+pub use compact::{CompactStats, compact};
 pub use rows::{BatchBuilder, RowMeta, date_of, now_micros, parse_time_micros};
 pub use writer::{
     ArchiveConfig, ArchiveError, ArchiveStats, ArchiveWriter, PartitionKey, partition_value,

@@ -261,3 +261,67 @@ fn compaction_merges_partitions_drops_replayed_rows_and_never_hides_one() {
     assert_eq!(dirs.len(), files_after.len());
     assert!(!archive.join(".compact").exists());
 }
+
+#[test]
+fn a_killed_writer_leaves_only_complete_files_and_the_next_run_cleans_up() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let archive = tmp.path().join("archive");
+    // About 35k real records on a pipe, archived into small files so some finish early.
+    let mut sample = Vec::new();
+    for s in samples() {
+        flate2::read::MultiGzDecoder::new(std::fs::File::open(s).expect("sample"))
+            .read_to_end(&mut sample)
+            .expect("gunzip");
+    }
+    for (round, delay_ms) in [150u64, 400, 900].into_iter().enumerate() {
+        let mut child = Command::new(BIN)
+            .args([
+                "--no-record",
+                "--stats",
+                "none",
+                "--archive-max-bytes",
+                "200000",
+                "--archive",
+            ])
+            .arg(&archive)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let data = sample.repeat(3);
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().expect("kill -9");
+        let _ = child.wait();
+        let _ = writer.join();
+        // Every visible file is a complete Parquet file.
+        for f in files_with(&archive, ".parquet") {
+            let file = std::fs::File::open(&f).expect("open");
+            parquet::file::reader::SerializedFileReader::new(file)
+                .unwrap_or_else(|e| panic!("round {round}: {} is not complete: {e}", f.display()));
+        }
+    }
+    // The next run removes the temporaries of the killed ones and adds its own rows.
+    let before = files_with(&archive, ".parquet").len();
+    let temporaries = files_with(&archive, ".tmp").len();
+    println!("after the kills: {before} complete files, {temporaries} temporaries");
+    assert!(before > 0, "no file finished before the kills: the test saw nothing");
+    let stats = run(&[
+        root()
+            .join("tests/data/cloudtrail/grycap-cloudtrail-tracker.ndjson.gz")
+            .as_os_str(),
+        "--archive".as_ref(),
+        archive.as_os_str(),
+    ]);
+    assert_eq!(stats["records_archived"], 142);
+    assert!(
+        files_with(&archive, ".tmp").is_empty(),
+        "temporary files left after restart"
+    );
+    assert!(files_with(&archive, ".parquet").len() > before);
+}

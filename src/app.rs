@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use crate::cli::{DetectArgs, RuleSetArgs, RulesCommand, StatsFormat, exit};
+use crate::config::{ConfigError, ConfigFile};
 use crate::pipeline::{self, PipelineConfig};
 use crate::rules::{CompileContext, LoadOptions, LoadReport, RulePack, RulePathError, selftest};
 use crate::sink::{Output, SinkError};
@@ -34,6 +35,9 @@ pub enum AppError {
     /// The archive cannot be opened or written.
     #[error(transparent)]
     Archive(#[from] crate::archive::ArchiveError),
+    /// The configuration file cannot be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The stats file cannot be written.
     #[error("stats file {path}: {source}")]
     StatsFile {
@@ -48,9 +52,10 @@ impl AppError {
     /// The exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            AppError::RulePath(_) | AppError::Strict(_) | AppError::Placeholders { .. } => {
-                exit::USAGE
-            }
+            AppError::RulePath(_)
+            | AppError::Strict(_)
+            | AppError::Placeholders { .. }
+            | AppError::Config(_) => exit::USAGE,
             AppError::Sink(_) | AppError::StatsFile { .. } | AppError::Archive(_) => {
                 exit::INPUT_ERROR
             }
@@ -118,14 +123,44 @@ pub fn load_rules(
 
 /// `trailhound detect`.
 pub fn detect(args: &DetectArgs, shutdown: Arc<AtomicBool>) -> Result<i32, AppError> {
-    let opts = LoadOptions {
-        builtin: !args.no_builtin,
-        paths: args.rules.clone(),
+    let file = match &args.config {
+        Some(p) => {
+            let (cfg, warnings) = ConfigFile::load(p)?;
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            if cfg.other.contains_key("sources") {
+                tracing::warn!(
+                    "sources: are read by `trailhound run`; detect reads its INPUT paths or stdin"
+                );
+            }
+            cfg
+        }
+        None => ConfigFile::default(),
     };
-    let ctx = load_placeholders(args.placeholders.as_deref())?;
+    let rules_cfg = file.rules.unwrap_or_default();
+    let mut paths = args.rules.clone();
+    paths.extend(rules_cfg.paths.iter().cloned());
+    let opts = LoadOptions {
+        builtin: !args.no_builtin && rules_cfg.builtin.unwrap_or(true),
+        paths,
+    };
+    let mut ctx = load_placeholders(args.placeholders.as_deref())?;
+    if args.placeholders.is_none() {
+        ctx.placeholders = rules_cfg.placeholders.clone();
+    }
     let (mut pack, report) = load_rules(&opts, &ctx, args.strict)?;
-    if let Some(min) = args.min_level {
+    let min_level = args.min_level.or_else(|| {
+        rules_cfg
+            .min_level
+            .as_deref()
+            .and_then(crate::rules::Level::parse)
+    });
+    if let Some(min) = min_level {
         pack = pack.retain_min_level(min);
+    }
+    if !rules_cfg.disable.is_empty() {
+        pack = pack.without_ids(&rules_cfg.disable);
     }
     tracing::debug!(
         rules = pack.rules().len(),
@@ -146,25 +181,73 @@ pub fn detect(args: &DetectArgs, shutdown: Arc<AtomicBool>) -> Result<i32, AppEr
     }
     cfg.include_record = !args.no_record;
     cfg.max_record_bytes = args.max_record_bytes.max(1);
+    let dead_letter = args
+        .dead_letter
+        .clone()
+        .or_else(|| file.dead_letter.as_ref().map(|d| d.path.clone()));
     let out = Output::new(
         Box::new(io::BufWriter::with_capacity(256 * 1024, io::stdout())),
-        args.dead_letter.as_deref(),
+        dead_letter.as_deref(),
     )?;
-    let archive = match &args.archive {
+    let archive_cfg = file.archive.as_ref();
+    let archive_root = args
+        .archive
+        .clone()
+        .or_else(|| archive_cfg.map(|a| a.root.clone()));
+    let archive = match archive_root {
         Some(root) => {
-            let partition = args.partition.clone().unwrap_or_else(|| {
-                if args.inputs.is_empty() {
-                    "stdin".into()
-                } else {
-                    "files".into()
-                }
-            });
+            let partition = args
+                .partition
+                .clone()
+                .or_else(|| archive_cfg.and_then(|a| a.partition.clone()))
+                .unwrap_or_else(|| {
+                    if args.inputs.is_empty() {
+                        "stdin".into()
+                    } else {
+                        "files".into()
+                    }
+                });
             cfg.archive_partition = Some(partition.clone());
+            if let Some(col) = archive_cfg.and_then(|a| a.tp_index.as_deref()) {
+                let path = crate::archive::schema::cloudtrail_path(col)
+                    .and_then(|p| crate::event::FieldPath::parse(&p).ok())
+                    .ok_or_else(|| {
+                        AppError::Config(ConfigError {
+                            file: args
+                                .config
+                                .as_ref()
+                                .map(|p| p.display().to_string())
+                                .unwrap_or_default(),
+                            location: None,
+                            message: format!(
+                                "archive.tp_index: {col:?} is not a column of aws_cloudtrail_log"
+                            ),
+                        })
+                    })?;
+                cfg.archive_tp_index = Some(path);
+            }
+            let max_file_bytes = args
+                .archive_max_bytes
+                .or_else(|| {
+                    archive_cfg
+                        .and_then(|a| a.max_bytes.as_deref())
+                        .and_then(crate::config::parse_size)
+                })
+                .unwrap_or(128 << 20);
+            let max_age = args
+                .archive_max_age_s
+                .map(std::time::Duration::from_secs)
+                .or_else(|| {
+                    archive_cfg
+                        .and_then(|a| a.max_age.as_deref())
+                        .and_then(crate::config::parse_duration)
+                })
+                .unwrap_or(std::time::Duration::from_secs(60));
             let w = crate::archive::ArchiveWriter::open(crate::archive::ArchiveConfig {
-                root: root.clone(),
+                root,
                 partition,
-                max_file_bytes: args.archive_max_bytes,
-                max_age: std::time::Duration::from_secs(args.archive_max_age_s),
+                max_file_bytes,
+                max_age,
             })?;
             Some(w)
         }
@@ -210,6 +293,25 @@ fn rule_set(args: &RuleSetArgs) -> LoadOptions {
         builtin: args.builtin || (args.paths.is_empty() && !args.no_builtin),
         paths: args.paths.clone(),
     }
+}
+
+/// `trailhound config check FILE`.
+pub fn config_check(file: &std::path::Path) -> Result<i32, AppError> {
+    let (cfg, warnings) = ConfigFile::load(file)?;
+    let mut out = io::stdout().lock();
+    for w in &warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    let _ = writeln!(
+        out,
+        "{}: ok (rules: {}, archive: {}, dead_letter: {}; {} warnings)",
+        file.display(),
+        cfg.rules.is_some(),
+        cfg.archive.is_some(),
+        cfg.dead_letter.is_some(),
+        warnings.len()
+    );
+    Ok(exit::OK)
 }
 
 /// `trailhound archive …`.

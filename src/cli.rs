@@ -48,13 +48,26 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Read CloudTrail records from files or stdin and print findings (the default).
-    Detect(DetectArgs),
+    Detect(Box<DetectArgs>),
     /// Validate, test or list rules.
     #[command(subcommand)]
     Rules(RulesCommand),
     /// Maintain a Parquet archive.
     #[command(subcommand)]
     Archive(ArchiveCommand),
+    /// Check configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `trailhound config …`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Read a configuration file and report every problem (exit 2 on an error).
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
 }
 
 /// `trailhound archive …`
@@ -119,6 +132,9 @@ pub struct DetectArgs {
     /// detected by content; framing (NDJSON, {"Records":[…]}, JSON array, CloudWatch
     /// Logs payload) per input.
     pub inputs: Vec<PathBuf>,
+    /// Configuration file (YAML; docs/config.md). Flags given here win over it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Rule file or directory to add to the built-in pack (repeatable).
     #[arg(long = "rules", value_name = "PATH")]
     pub rules: Vec<PathBuf>,
@@ -139,12 +155,12 @@ pub struct DetectArgs {
     /// `tp_partition` of archived rows (default: `files`, or `stdin`).
     #[arg(long, value_name = "NAME")]
     pub partition: Option<String>,
-    /// Close an archive file once it holds this many bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 128 << 20)]
-    pub archive_max_bytes: usize,
-    /// Close an archive file this many seconds after it was opened.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
-    pub archive_max_age_s: u64,
+    /// Close an archive file once it holds this many bytes [default: 128 MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub archive_max_bytes: Option<usize>,
+    /// Close an archive file this many seconds after it was opened [default: 60].
+    #[arg(long, value_name = "SECONDS")]
+    pub archive_max_age_s: Option<u64>,
     /// Only run rules at or above this level.
     #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
     pub min_level: Option<Level>,

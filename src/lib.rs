@@ -59,6 +59,7 @@
 pub mod app;
 pub mod archive;
 pub mod cli;
+pub mod config;
 pub mod decode;
 pub mod event;
 pub mod finding;

@@ -37,6 +37,10 @@ fn run() -> anyhow::Result<i32> {
             init_logging("warn");
             app::rules(cmd)
         }
+        Some(Command::Config(trailhound::cli::ConfigCommand::Check { file })) => {
+            init_logging("warn");
+            app::config_check(file)
+        }
         Some(Command::Archive(cmd)) => {
             init_logging("info");
             app::archive(cmd)

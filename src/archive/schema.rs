@@ -140,6 +140,22 @@ pub fn record_columns() -> Vec<Col> {
     ]
 }
 
+/// The CloudTrail path of a column given by its (dotted) name, e.g.
+/// `user_identity.account_id` → `userIdentity.accountId`.
+pub fn cloudtrail_path(column: &str) -> Option<String> {
+    let mut cols = record_columns();
+    let mut keys = Vec::new();
+    for part in column.split('.') {
+        let c = cols.into_iter().find(|c| c.name == part)?;
+        keys.push(c.key);
+        cols = match c.kind {
+            ColKind::Struct(children) => children,
+            _ => Vec::new(),
+        };
+    }
+    Some(keys.join("."))
+}
+
 /// Tailpipe's standard columns stored in the files (the partition columns are in the path).
 pub const TP_STRING_COLUMNS: [&str; 5] = [
     "tp_id",

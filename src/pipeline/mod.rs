@@ -67,6 +67,9 @@ pub struct PipelineConfig {
     pub warnings_per_input: u64,
     /// `tp_partition` of archived rows (the source's name); `None`: no archive.
     pub archive_partition: Option<String>,
+    /// The field whose value is `tp_index` (default: `recipientAccountId`, else
+    /// `userIdentity.accountId`).
+    pub archive_tp_index: Option<crate::event::FieldPath>,
 }
 
 impl Default for PipelineConfig {
@@ -82,6 +85,7 @@ impl Default for PipelineConfig {
             include_record: true,
             warnings_per_input: 10,
             archive_partition: None,
+            archive_tp_index: None,
         }
     }
 }

@@ -159,6 +159,7 @@ impl Worker {
                 include_record: self.cfg.include_record,
                 keep_dead: self.keep_dead,
                 archive_partition: self.cfg.archive_partition.as_deref(),
+                tp_index: self.cfg.archive_tp_index.as_ref(),
                 ingest_micros: 0,
                 hits: &mut self.hits,
                 scratch: &mut self.scratch,
@@ -189,6 +190,7 @@ struct Eval<'a> {
     include_record: bool,
     keep_dead: bool,
     archive_partition: Option<&'a str>,
+    tp_index: Option<&'a crate::event::FieldPath>,
     ingest_micros: i64,
     hits: &'a mut Vec<u32>,
     scratch: &'a mut Vec<u8>,
@@ -276,9 +278,11 @@ impl Eval<'_> {
             .or_else(|| text(&k.timestamp))
             .and_then(archive::parse_time_micros)
             .unwrap_or(self.ingest_micros);
-        let index = account
-            .or_else(|| text(&k.principal_account))
-            .unwrap_or("unknown");
+        let index = match &self.tp_index {
+            Some(p) => text(p),
+            None => account.or_else(|| text(&k.principal_account)),
+        }
+        .unwrap_or("unknown");
         let id = archive::tp_id(event_id, account, raw);
         let input = self.done.input.clone();
         let meta = RowMeta {

@@ -534,6 +534,18 @@ impl RulePack {
         RulePack { rules, index }
     }
 
+    /// Leaves out the rules with these ids (`rules.disable`).
+    pub fn without_ids(self, ids: &[String]) -> RulePack {
+        let mut rules: Vec<_> = self
+            .rules
+            .into_iter()
+            .filter(|r| !ids.contains(&r.meta.id))
+            .collect();
+        assign_slots(&mut rules);
+        let index = index::RuleIndex::build(&rules);
+        RulePack { rules, index }
+    }
+
     /// Indices of the rules matching `record`, ascending, into `hits` (cleared first; it
     /// holds the index's candidates on the way). `scratch` is a reusable buffer.
     #[inline]

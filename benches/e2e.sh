@@ -124,3 +124,30 @@ python3 benches/e2e_report.py report --corpus "$DIR" --trailhound "$DIR/trailhou
     --out "$DIR/e2e.json"
 echo
 echo "wrote $DIR/e2e.json"
+
+# --- detect + archive vs DuckDB's JSON->Parquet conversion (issue 5) ---------------
+if [ "$SKIP_DUCKDB" = 0 ]; then
+    log "detect + archive (Tailpipe schema) vs DuckDB JSON->Parquet, best of $RUNS"
+    best=""
+    for _ in $(seq "$RUNS"); do
+        rm -rf "$DIR/archive"
+        t0=$(date +%s.%N)
+        "$TRAILHOUND" "$DIR/ct.ndjson" --threads "$THREADS" --no-record --stats none --archive "$DIR/archive" > /dev/null
+        t1=$(date +%s.%N)
+        best=$(python3 -c "import sys; v=[float(x) for x in sys.argv[1:] if x]; print(min(v))" "$(python3 -c "print($t1 - $t0)")" "$best")
+    done
+    arch_bytes=$(du -sb "$DIR/archive" | cut -f1)
+    rm -rf "$DIR/duckpq"
+    "$VENV/bin/python" "$PEER/duckdb_peer.py" --threads "$THREADS" --ndjson "$DIR/ct.ndjson" \
+        --variants objects --repeat 1 --parquet "$DIR/duckpq" > "$DIR/duck-parquet.jsonl"
+    python3 - "$best" "$EVENTS" "$arch_bytes" "$DIR/duck-parquet.jsonl" <<'PY'
+import json, sys
+best, events, arch_bytes, path = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+jobs = [json.loads(l) for l in open(path) if l.strip().startswith("{") and '"parquet"' in l]
+print(f"{'job':46} {'seconds':>8} {'events/s':>10} {'bytes':>12}  trailhound ÷")
+print(f"{'trailhound detect + archive (Tailpipe schema)':46} {best:8.3f} {events / best:10,.0f} {arch_bytes:12,}")
+for j in jobs:
+    ratio = (events / best) / j["events_per_s"]
+    print(f"{'duckdb ' + j['parquet']:46} {j['seconds']:8.3f} {j['events_per_s']:10,.0f} {j['parquet_bytes']:12,}  {ratio:.2f}x")
+PY
+fi

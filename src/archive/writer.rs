@@ -21,6 +21,9 @@ use super::schema::schema;
 /// at most about this much in memory.
 pub const ROW_GROUP_BYTES: usize = 8 << 20;
 
+/// Most files open at once (one per partition being written).
+pub const MAX_OPEN_FILES: usize = 32;
+
 /// The table directory under the root.
 pub const TABLE_DIR: &str = "tp_table=aws_cloudtrail_log";
 
@@ -178,6 +181,18 @@ impl ArchiveWriter {
 
     /// Appends rows to the partition's open file (opening one if needed).
     pub fn write(&mut self, key: &PartitionKey, batch: &RecordBatch) -> Result<(), ArchiveError> {
+        if !self.open.contains_key(key) && self.open.len() >= MAX_OPEN_FILES {
+            // Memory stays bounded however many partitions the input spans: the file
+            // opened longest ago is finished first.
+            let oldest = self
+                .open
+                .iter()
+                .min_by_key(|(_, f)| f.opened)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.finish_one(&k)?;
+            }
+        }
         if !self.open.contains_key(key) {
             let dir = self.dir(key);
             fs::create_dir_all(&dir).map_err(io(&dir))?;

@@ -148,6 +148,22 @@ fn remove_stale(dir: &Path, removed: &mut u64) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Writes `ROOT/aws_cloudtrail_log.sql`, the DuckDB view over the archive:
+/// `duckdb -init ROOT/aws_cloudtrail_log.sql` (or `.read` it) gives a view named
+/// `aws_cloudtrail_log`.
+fn write_view(root: &Path) -> Result<(), ArchiveError> {
+    let abs = fs::canonicalize(root).map_err(io(root))?;
+    let glob = abs.join(TABLE_DIR).join("**").join("*.parquet");
+    let sql = format!(
+        "-- trailhound archive: the aws_cloudtrail_log table, as Tailpipe names it.\ncreate or replace view aws_cloudtrail_log as\n  select * from read_parquet('{}', hive_partitioning = true);\n",
+        glob.display().to_string().replace('\'', "''")
+    );
+    let path = root.join("aws_cloudtrail_log.sql");
+    let tmp = root.join(".aws_cloudtrail_log.sql.tmp");
+    fs::write(&tmp, sql).map_err(io(&tmp))?;
+    fs::rename(&tmp, &path).map_err(io(&path))
+}
+
 impl ArchiveWriter {
     /// Opens (creates) the root and removes temporary files left by a crash.
     pub fn open(cfg: ArchiveConfig) -> Result<Self, ArchiveError> {
@@ -155,6 +171,7 @@ impl ArchiveWriter {
         fs::create_dir_all(&table).map_err(io(&table))?;
         let mut stats = ArchiveStats::default();
         remove_stale(&table, &mut stats.stale_removed).map_err(io(&table))?;
+        write_view(&cfg.root)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());

@@ -3,37 +3,16 @@
 //! CloudTrail S3 object. `cargo bench --bench parse_match`.
 
 use std::hint::black_box;
-use std::io::Read;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use trailhound::decode::{Candidate, FrameHandler, Position, detect_mode, frame, gunzip_into};
 use trailhound::event::RecordParser;
 use trailhound::rules::{LoadOptions, RulePack};
 
-fn sample_lines() -> Vec<Vec<u8>> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/cloudtrail");
-    let mut lines = Vec::new();
-    let mut names: Vec<_> = std::fs::read_dir(dir)
-        .expect("samples")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.to_string_lossy().ends_with(".ndjson.gz"))
-        .collect();
-    names.sort();
-    for p in names {
-        let mut text = Vec::new();
-        let f = std::fs::File::open(&p).expect("open");
-        flate2::read::MultiGzDecoder::new(f)
-            .read_to_end(&mut text)
-            .expect("gunzip");
-        lines.extend(
-            text.split(|&b| b == b'\n')
-                .filter(|l| !l.is_empty())
-                .map(<[u8]>::to_vec),
-        );
-    }
-    lines
-}
+#[path = "support/generate.rs"]
+#[allow(dead_code)]
+mod generate;
+use generate::sample_lines;
 
 fn bench_records(c: &mut Criterion) {
     let lines = sample_lines();

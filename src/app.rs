@@ -181,6 +181,64 @@ pub fn detect(args: &DetectArgs, shutdown: Arc<AtomicBool>) -> Result<i32, AppEr
     }
     cfg.include_record = !args.no_record;
     cfg.max_record_bytes = args.max_record_bytes.max(1);
+    let config_name = || {
+        args.config
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "<command line>".into())
+    };
+    let config_err = |message: String| {
+        AppError::Config(ConfigError {
+            file: config_name(),
+            location: None,
+            message,
+        })
+    };
+    let mut filters = file.filter.clone();
+    filters.extend(args.filter.iter().cloned());
+    if !filters.is_empty() {
+        let f = crate::filter::RecordFilter::compile(&filters)
+            .map_err(|e| config_err(e.to_string()))?;
+        cfg.filter = Some(Arc::new(f));
+    }
+    cfg.filter_applies_to_detection = args
+        .filter_applies_to
+        .or(file.filter_applies_to)
+        .unwrap_or(crate::config::FilterAppliesTo::Archive)
+        == crate::config::FilterAppliesTo::Both;
+    let duration = |flag: Option<&String>, key: &str, file_value: Option<&String>, default: i64| {
+        match flag.or(file_value) {
+            None => Ok(default),
+            Some(s) => crate::config::parse_duration(s)
+                .map(|d| d.as_micros() as i64)
+                .ok_or_else(|| config_err(format!("{key}: {s:?} is not a duration (e.g. 15m)"))),
+        }
+    };
+    let dedup_file = file.dedup.as_ref();
+    let corr_file = file.correlation.as_ref();
+    let dedup_on = !args.no_dedup && dedup_file.and_then(|d| d.enabled).unwrap_or(true);
+    let window = duration(
+        args.dedup_window.as_ref(),
+        "dedup.window",
+        dedup_file.and_then(|d| d.window.as_ref()),
+        15 * 60_000_000,
+    )?;
+    cfg.state.dedup_window = dedup_on.then_some(window);
+    if let Some(n) = dedup_file.and_then(|d| d.max_entries) {
+        cfg.state.dedup_max_entries = n.max(1);
+    }
+    cfg.state.limits.allowed_lateness = duration(
+        args.allowed_lateness.as_ref(),
+        "correlation.allowed_lateness",
+        corr_file.and_then(|c| c.allowed_lateness.as_ref()),
+        5 * 60_000_000,
+    )?;
+    if let Some(n) = args.max_groups.or(corr_file.and_then(|c| c.max_groups)) {
+        cfg.state.limits.max_groups = n.max(1);
+    }
+    if let Some(n) = corr_file.and_then(|c| c.max_events_per_group) {
+        cfg.state.limits.max_events_per_group = n.max(1);
+    }
     let dead_letter = args
         .dead_letter
         .clone()
@@ -259,6 +317,7 @@ pub fn detect(args: &DetectArgs, shutdown: Arc<AtomicBool>) -> Result<i32, AppEr
         Err(pipeline::PipelineError::Archive(e)) => return Err(e.into()),
     };
     let mut summary = outcome.summary;
+    summary.state = outcome.state;
     summary.inputs += missing.len() as u64;
     summary.inputs_failed += missing.len() as u64;
 

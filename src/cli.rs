@@ -185,6 +185,27 @@ pub struct DetectArgs {
     /// Longest record accepted; longer ones are dead-lettered unread.
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
     pub max_record_bytes: usize,
+    /// Pre-storage filter: a SQL boolean expression over the archive's columns, e.g.
+    /// "not (event_source = 'kms.amazonaws.com' and event_name = 'Decrypt')"
+    /// (repeatable, AND-ed; added to the config file's `filter:`).
+    #[arg(long = "filter", value_name = "SQL")]
+    pub filter: Vec<String>,
+    /// What filtered records skip: the archive only (rules still see them), or both.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub filter_applies_to: Option<crate::config::FilterAppliesTo>,
+    /// Keep records whose eventID repeats (dedup is on by default, 15 min window).
+    #[arg(long)]
+    pub no_dedup: bool,
+    /// Dedup window in event time (e.g. 15m) [default: 15m].
+    #[arg(long, value_name = "DURATION")]
+    pub dedup_window: Option<String>,
+    /// How late (in event time) a record may arrive and still count in correlation
+    /// windows [default: 5m].
+    #[arg(long, value_name = "DURATION")]
+    pub allowed_lateness: Option<String>,
+    /// Groups kept per correlation before the idlest is evicted [default: 1000000].
+    #[arg(long, value_name = "N")]
+    pub max_groups: Option<usize>,
     /// Log level for stderr (error, warn, info, debug, trace); RUST_LOG overrides.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,

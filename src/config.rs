@@ -67,6 +67,40 @@ pub struct DeadLetterSection {
     pub path: PathBuf,
 }
 
+/// `dedup:` — drop repeated `eventID`s.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupSection {
+    /// Window in event time (default 15m).
+    pub window: Option<String>,
+    /// Keys held at most (default 1,000,000).
+    pub max_entries: Option<usize>,
+    /// `false` turns dedup off.
+    pub enabled: Option<bool>,
+}
+
+/// `correlation:` — limits of the stateful stage.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorrelationSection {
+    /// How late (event time) a contribution may be (default 5m).
+    pub allowed_lateness: Option<String>,
+    /// Groups per correlation (default 1,000,000).
+    pub max_groups: Option<usize>,
+    /// Contributions kept per group (default 10,000).
+    pub max_events_per_group: Option<usize>,
+}
+
+/// What the pre-storage filter applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum FilterAppliesTo {
+    /// Filtered records are not archived; rules still see them.
+    Archive,
+    /// Filtered records are neither archived nor matched.
+    Both,
+}
+
 /// The file, as read.
 #[derive(Debug, Default, Deserialize)]
 pub struct ConfigFile {
@@ -74,6 +108,15 @@ pub struct ConfigFile {
     pub version: Option<u32>,
     /// `rules:`
     pub rules: Option<RulesSection>,
+    /// `filter:` — SQL boolean expressions over the archive's columns, AND-ed.
+    #[serde(default)]
+    pub filter: Vec<String>,
+    /// `filter_applies_to:` (default `archive`).
+    pub filter_applies_to: Option<FilterAppliesTo>,
+    /// `dedup:`
+    pub dedup: Option<DedupSection>,
+    /// `correlation:`
+    pub correlation: Option<CorrelationSection>,
     /// `archive:`
     pub archive: Option<ArchiveSection>,
     /// `dead_letter:`
@@ -85,10 +128,6 @@ pub struct ConfigFile {
 
 /// Sections of the documented skeleton that later versions act on.
 const KNOWN_LATER: &[&str] = &[
-    "filter",
-    "filter_applies_to",
-    "dedup",
-    "correlation",
     "connections",
     "sources",
     "sinks",
@@ -190,6 +229,30 @@ impl ConfigFile {
                     format!("archive.max_age: {s:?} is not a duration (e.g. 60s)"),
                 ));
             }
+        }
+        for (key, v) in [
+            (
+                "dedup.window",
+                cfg.dedup.as_ref().and_then(|d| d.window.as_ref()),
+            ),
+            (
+                "correlation.allowed_lateness",
+                cfg.correlation
+                    .as_ref()
+                    .and_then(|c| c.allowed_lateness.as_ref()),
+            ),
+        ] {
+            if let Some(s) = v
+                && parse_duration(s).is_none()
+            {
+                return Err(fail(
+                    None,
+                    format!("{key}: {s:?} is not a duration (e.g. 15m)"),
+                ));
+            }
+        }
+        if let Err(e) = crate::filter::RecordFilter::compile(&cfg.filter) {
+            return Err(fail(None, e.to_string()));
         }
         if let Some(r) = &cfg.rules
             && let Some(l) = &r.min_level

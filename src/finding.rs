@@ -72,28 +72,12 @@ pub fn finding_id(rule_id: &str, event_id: Option<&str>, raw: &[u8]) -> [u8; 32]
     hex
 }
 
-/// Renders one finding line into `out`.
-#[allow(clippy::too_many_arguments)]
-pub fn render(
-    out: &mut Rendered,
-    rule: &CompiledRule,
-    root: Value<'_, '_>,
-    raw: &[u8],
-    pos: Position,
-    rel_index: u64,
-    ctx: &FindingContext<'_>,
-) {
-    let k = ctx.known;
-    let event_id = k.event_id.first(root).and_then(crate::event::path::as_str);
-    let id = finding_id(&rule.meta.id, event_id, raw);
-    let b = out.begin();
-    b.extend_from_slice(b"{\"schema\":\"trailhound.finding/1\",\"id\":\"");
-    b.extend_from_slice(&id);
-    b.extend_from_slice(b"\",\"detected_at\":");
-    b.extend_from_slice(ctx.detected_at_json.as_bytes());
-    b.extend_from_slice(b",\"rule\":");
-    b.extend_from_slice(rule.rule_json().as_bytes());
-    b.extend_from_slice(b",\"event\":{");
+/// The `event` object of a finding with every value missing.
+pub const EMPTY_EVENT: &str = r#"{"eventID":null,"eventTime":null,"eventName":null,"eventSource":null,"awsRegion":null,"recipientAccountId":null,"sourceIPAddress":null,"principal":{"arn":null,"type":null,"account_id":null}}"#;
+
+/// Writes a finding's `event` object for `root`.
+pub fn render_event(b: &mut Vec<u8>, root: Value<'_, '_>, k: &KnownPaths) {
+    b.push(b'{');
     write_path(b, root, "eventID", &k.event_id);
     b.push(b',');
     let time = k.event_time.first(root).or_else(|| k.timestamp.first(root));
@@ -115,7 +99,33 @@ pub fn render(
     write_path(b, root, "type", &k.principal_type);
     b.push(b',');
     write_path(b, root, "account_id", &k.principal_account);
-    b.extend_from_slice(b"}},\"input\":{\"name\":");
+    b.extend_from_slice(b"}}");
+}
+
+/// Renders one finding line into `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn render(
+    out: &mut Rendered,
+    rule: &CompiledRule,
+    root: Value<'_, '_>,
+    raw: &[u8],
+    pos: Position,
+    rel_index: u64,
+    ctx: &FindingContext<'_>,
+) {
+    let k = ctx.known;
+    let event_id = k.event_id.first(root).and_then(crate::event::path::as_str);
+    let id = finding_id(&rule.meta.id, event_id, raw);
+    let b = out.begin();
+    b.extend_from_slice(b"{\"schema\":\"trailhound.finding/1\",\"id\":\"");
+    b.extend_from_slice(&id);
+    b.extend_from_slice(b"\",\"detected_at\":");
+    b.extend_from_slice(ctx.detected_at_json.as_bytes());
+    b.extend_from_slice(b",\"rule\":");
+    b.extend_from_slice(rule.rule_json().as_bytes());
+    b.extend_from_slice(b",\"event\":");
+    render_event(b, root, k);
+    b.extend_from_slice(b",\"input\":{\"name\":");
     b.extend_from_slice(ctx.input_json.as_bytes());
     let b = out.position(pos);
     b.push(b'}');

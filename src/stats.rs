@@ -92,6 +92,8 @@ pub struct RunSummary {
     pub records_archived: Option<u64>,
     /// Archive files finished.
     pub archive_files: u64,
+    /// Counters of the stateful stage, when it ran.
+    pub state: Option<crate::state::StageStats>,
 }
 
 impl RunSummary {
@@ -163,6 +165,15 @@ impl RunSummary {
             "records_archived": self.records_archived,
             "archive_files": self.archive_files,
             "interrupted": self.interrupted,
+            "state": self.state.as_ref().map(|s| serde_json::json!({
+                "findings_suppressed": s.findings_suppressed,
+                "dedup_evicted": s.dedup_evicted,
+                "correlation_late_events": s.engine.late_events,
+                "correlation_groups_evicted": s.engine.groups_evicted,
+                "correlation_events_evicted": s.engine.events_evicted,
+                "correlation_groups": s.engine.groups,
+                "correlation_groups_peak": s.engine.peak_groups,
+            })),
         })
     }
 

@@ -19,7 +19,12 @@ use serde_json::Value;
 fn detect_dl(args: &[&OsStr], stdin: &[u8]) -> (common::Output, Vec<Value>) {
     let t = tempfile::tempdir().expect("tempdir");
     let dl = t.path().join("dead.ndjson");
-    let mut all: Vec<&OsStr> = vec!["--dead-letter".as_ref(), dl.as_os_str()];
+    // The cases repeat one real record on purpose: keep the repeats.
+    let mut all: Vec<&OsStr> = vec![
+        "--no-dedup".as_ref(),
+        "--dead-letter".as_ref(),
+        dl.as_os_str(),
+    ];
     all.extend_from_slice(args);
     let out = detect(&all, stdin);
     let text = std::fs::read_to_string(&dl).expect("dead-letter file is UTF-8");
@@ -434,6 +439,7 @@ fn interrupt_does_not_dead_letter_the_line_being_read() {
         .args([
             OsStr::new("--stats"),
             OsStr::new("json"),
+            OsStr::new("--no-dedup"),
             OsStr::new("--dead-letter"),
             dl.as_os_str(),
         ])

@@ -53,17 +53,29 @@ fn reference() -> &'static (Vec<(String, String)>, u64) {
         assert_eq!(stat(&st, "records_in"), corpus().records.len() as u64);
         assert_eq!(stat(&st, "records_kept"), corpus().records.len() as u64);
         assert_eq!(stat(&st, "documents_skipped"), 0);
-        let k = out.keys();
+        assert_eq!(
+            out.findings().len() as u64,
+            st["findings"]["total"].as_u64().unwrap_or(0)
+        );
+        let k = single_record_keys(&out);
         assert!(
             !k.is_empty(),
             "the built-in pack finds nothing in the samples"
         );
-        assert_eq!(
-            k.len() as u64,
-            st["findings"]["total"].as_u64().unwrap_or(0)
-        );
         (k, stat(&st, "records_in"))
     })
+}
+
+/// Keys of the single-record findings. Alarm findings depend on the order records
+/// arrive in (event time, lateness), which differs between framings of the mixed-year
+/// corpus; tests/stateful.rs covers them.
+fn single_record_keys(out: &common::Output) -> Vec<(String, String)> {
+    let single: Vec<Value> = out
+        .findings()
+        .into_iter()
+        .filter(|f| f.get("correlation").is_none())
+        .collect();
+    common::keys(&single)
 }
 
 /// Runs over `inputs` and compares with the reference; returns the stats.
@@ -80,7 +92,7 @@ fn same_as_reference(what: &str, inputs: &[&Path], stdin: &[u8], documents_skipp
         documents_skipped,
         "{what}: documents_skipped"
     );
-    let got = out.keys();
+    let got = single_record_keys(&out);
     assert_eq!(got.len(), ref_keys.len(), "{what}: number of findings");
     assert!(
         got == *ref_keys,
@@ -282,6 +294,10 @@ fn check_ndjson_positions(out: &common::Output, name: &str) {
     let lines = out.stdout_lines();
     assert!(!lines.is_empty());
     for (line, f) in lines.iter().zip(out.findings()) {
+        if f.get("correlation").is_some() {
+            // An alarm finding: no record of its own (docs/stateful.md).
+            continue;
+        }
         let inp = &f["input"];
         assert_eq!(inp["name"], name);
         let idx = inp["record_index"].as_u64().expect("record_index") as usize;
@@ -342,6 +358,9 @@ fn record_of_other_framings_is_the_source_record() {
         .filter(|&i| objects[i] == b'\n')
         .collect();
     for (line, f) in out.stdout_lines().iter().zip(out.findings()) {
+        if f.get("correlation").is_some() {
+            continue;
+        }
         let raw = common::raw_record(line).expect("record");
         let src = by_id[f["event"]["eventID"].as_str().expect("eventID")];
         assert_eq!(raw.as_bytes(), &src[..], "element of a Records array");
@@ -355,8 +374,8 @@ fn record_of_other_framings_is_the_source_record() {
     }
     // A pretty-printed record is re-serialised on one line: equal as a JSON value.
     let out = detect::<&str>(&[], &pretty(&records_object(&c.records)));
-    assert_eq!(out.findings().len(), reference().0.len());
-    for f in out.findings() {
+    assert_eq!(single_record_keys(&out).len(), reference().0.len());
+    for f in out.findings().into_iter().filter(|f| f.get("correlation").is_none()) {
         let src: Value = serde_json::from_slice(by_id[f["event"]["eventID"].as_str().expect("id")])
             .expect("json");
         assert_eq!(
@@ -374,6 +393,10 @@ fn no_record_leaves_out_only_the_record() {
     assert_eq!(with.len(), without.len());
     assert!(!with.is_empty());
     for (mut a, b) in with.into_iter().zip(without) {
+        if a.get("correlation").is_some() {
+            assert!(b.get("record").is_none() && a.get("record").is_none());
+            continue;
+        }
         assert!(a.get("record").is_some_and(Value::is_object));
         assert!(
             b.get("record").is_none(),

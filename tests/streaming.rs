@@ -120,6 +120,8 @@ fn stalled_stdout_stops_reading_stdin() {
             "json",
             "--threads",
             "2",
+            // One record repeated: keep the repeats.
+            "--no-dedup",
             "--rules",
         ])
         .arg(rules.path())

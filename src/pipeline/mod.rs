@@ -44,6 +44,7 @@ use crate::rules::{Level, RulePack};
 use crate::sink::rendered::Rendered;
 use crate::sink::{Output, SinkError};
 use crate::source::Input;
+use crate::state::{Emit, KeyHasher, Stage, StateBatch, StateConfig};
 use crate::stats::{Counters, RunSummary};
 
 /// Tunables of a run.
@@ -70,6 +71,18 @@ pub struct PipelineConfig {
     /// The field whose value is `tp_index` (default: `recipientAccountId`, else
     /// `userIdentity.accountId`).
     pub archive_tp_index: Option<crate::event::FieldPath>,
+    /// The pre-storage filter.
+    pub filter: Option<Arc<crate::filter::RecordFilter>>,
+    /// Filtered records skip detection too (`filter_applies_to: both`).
+    pub filter_applies_to_detection: bool,
+    /// Dedup, correlation and suppression settings.
+    pub state: StateConfig,
+    /// Set by [`run`]: workers compute what the stateful stage needs.
+    pub stateful: bool,
+    /// Set by [`run`]: workers compute dedup keys.
+    pub dedup: bool,
+    /// The run's keyed hasher (set by [`run`]).
+    pub key_hasher: KeyHasher,
 }
 
 impl Default for PipelineConfig {
@@ -86,6 +99,12 @@ impl Default for PipelineConfig {
             warnings_per_input: 10,
             archive_partition: None,
             archive_tp_index: None,
+            filter: None,
+            filter_applies_to_detection: false,
+            state: StateConfig::default(),
+            stateful: false,
+            dedup: false,
+            key_hasher: KeyHasher::new(),
         }
     }
 }
@@ -161,10 +180,13 @@ struct Done {
     counters: Counters,
     /// Set when the unit ends its input: raw bytes read and the failure, if any.
     end: Option<(u64, Option<InputFailure>)>,
-    /// Rows to archive while the unit is processed: (tp_index, day number, key, rows).
-    archive_rows: Vec<(String, i64, PartitionKey, BatchBuilder)>,
-    /// The finished archive batches of the unit.
-    archive: Vec<(PartitionKey, RecordBatch)>,
+    /// Rows to archive while the unit is processed: (tp_index, day number, key, the
+    /// rows' record indices, rows).
+    archive_rows: Vec<(String, i64, PartitionKey, Vec<u64>, BatchBuilder)>,
+    /// The finished archive batches of the unit, with each row's record index.
+    archive: Vec<(PartitionKey, RecordBatch, Vec<u64>)>,
+    /// What the stateful stage needs.
+    state: StateBatch,
 }
 
 impl Done {
@@ -180,17 +202,18 @@ impl Done {
             end: None,
             archive_rows: Vec::new(),
             archive: Vec::new(),
+            state: StateBatch::default(),
         }
     }
 
     /// The builder of a partition's rows (made on first use; a unit rarely has more
     /// than a few partitions, and nothing is allocated for one already seen).
-    fn archive_builder(&mut self, index: &str, micros: i64) -> &mut BatchBuilder {
+    fn archive_builder(&mut self, index: &str, micros: i64) -> (&mut Vec<u64>, &mut BatchBuilder) {
         let day = micros.div_euclid(86_400_000_000);
         let i = match self
             .archive_rows
             .iter()
-            .position(|(ix, d, _, _)| *d == day && ix == index)
+            .position(|(ix, d, _, _, _)| *d == day && ix == index)
         {
             Some(i) => i,
             None => {
@@ -199,18 +222,19 @@ impl Done {
                     date: crate::archive::date_of(micros),
                 };
                 self.archive_rows
-                    .push((index.to_string(), day, key, BatchBuilder::new()));
+                    .push((index.to_string(), day, key, Vec::new(), BatchBuilder::new()));
                 self.archive_rows.len() - 1
             }
         };
-        &mut self.archive_rows[i].3
+        let (_, _, _, rels, b) = &mut self.archive_rows[i];
+        (rels, b)
     }
 
     /// Turns the unit's rows into Arrow batches for the archive thread.
     fn finish_archive(&mut self) {
-        for (_, _, key, mut b) in self.archive_rows.drain(..) {
+        for (_, _, key, rels, mut b) in self.archive_rows.drain(..) {
             if !b.is_empty() {
-                self.archive.push((key, b.finish()));
+                self.archive.push((key, b.finish(), rels));
             }
         }
     }
@@ -236,6 +260,8 @@ pub struct RunOutcome {
     pub failed_inputs: Vec<(String, String)>,
     /// The highest level among the findings written.
     pub max_level: Option<Level>,
+    /// Counters of the stateful stage (`None` when it did not run).
+    pub state: Option<crate::state::StageStats>,
 }
 
 /// Per-input state of the in-order sink.
@@ -270,6 +296,12 @@ pub fn run(
     shutdown: Arc<AtomicBool>,
 ) -> Result<RunOutcome, PipelineError> {
     let start = Instant::now();
+    let mut stage = Stage::new(pack.clone(), &cfg.state);
+    let mut cfg = cfg.clone();
+    cfg.stateful = stage.is_some();
+    cfg.dedup = stage.as_ref().is_some_and(Stage::dedups);
+    let cfg = &cfg;
+    let mut emit = Emit::default();
     let threads = cfg.threads.max(1);
     let in_flight = cfg.max_in_flight.max(threads + 1);
     let (work_tx, work_rx) = bounded::<Work>(threads * 2);
@@ -362,10 +394,13 @@ pub fn run(
             };
             let Some(d) = msg else { break };
             pending.insert(d.seq, d);
-            while let Some(d) = pending.remove(&next) {
+            while let Some(mut d) = pending.remove(&next) {
                 next += 1;
                 cur.enter(d.input.id);
-                if writing && let Err(e) = write_done(&mut output, &d, &mut cur, cfg) {
+                if let Some(st) = stage.as_mut() {
+                    apply_state(st, &mut d, cur.records, &mut emit);
+                }
+                if writing && let Err(e) = write_done(&mut output, &d, &mut cur, cfg, stage.is_some().then_some(&emit)) {
                     sink_error = Some(e);
                     writing = false;
                     shutdown.store(true, Ordering::Relaxed);
@@ -378,11 +413,25 @@ pub fn run(
                     &mut max_level,
                     &mut cur,
                 );
+                count_emitted(&emit, &pack, &mut summary, &mut max_level);
+                emit.clear();
                 if archiving && !d.archive.is_empty() {
-                    let _ = archive_tx.send(d.archive);
+                    let batches = std::mem::take(&mut d.archive)
+                        .into_iter()
+                        .map(|(k, b, _)| (k, b))
+                        .collect();
+                    let _ = archive_tx.send(batches);
                 }
                 let _ = permit_tx.send(());
             }
+        }
+        if let Some(st) = stage.as_mut() {
+            st.finish(&mut emit);
+            if writing && !emit.is_empty() && let Err(e) = output.write_raw(&emit.buf) {
+                sink_error = Some(e);
+            }
+            count_emitted(&emit, &pack, &mut summary, &mut max_level);
+            emit.clear();
         }
         drop(archive_tx);
         if let Some(t) = archive_thread {
@@ -413,6 +462,7 @@ pub fn run(
             summary,
             failed_inputs,
             max_level,
+            state: stage.as_ref().map(Stage::stats),
         }),
         Some(e) => Err(e.into()),
     }
@@ -423,8 +473,13 @@ fn write_done(
     d: &Done,
     cur: &mut InputCursor,
     cfg: &PipelineConfig,
+    emit: Option<&Emit>,
 ) -> Result<(), SinkError> {
-    out.write_findings(&d.findings, cur.records)?;
+    match emit {
+        // The stage wrote the unit's surviving findings and its own into `emit`.
+        Some(e) => out.write_raw(&e.buf)?,
+        None => out.write_findings(&d.findings, cur.records)?,
+    }
     out.write_dead_letters(&d.dead, cur.records)?;
     for n in &d.notes {
         if cur.warned < cfg.warnings_per_input {
@@ -443,6 +498,58 @@ fn write_done(
     }
     cur.unshown += d.notes_dropped;
     Ok(())
+}
+
+/// Runs the stateful stage over a unit: drops duplicates (findings, contributions,
+/// archive rows) and moves them from kept to deduplicated, applies suppression, feeds
+/// correlations. The unit's surviving findings and the stage's own go to `emit`, in
+/// that order.
+fn apply_state(st: &mut Stage, d: &mut Done, base: u64, emit: &mut Emit) {
+    let input_json: Arc<str> = d.input.name_json.as_str().into();
+    let (dups, dropped) = st.run_unit(&mut d.state, &d.findings, &input_json, base, emit);
+    for r in dropped {
+        uncount(&mut d.counters, r);
+    }
+    if dups.is_empty() {
+        return;
+    }
+    let n = dups.len() as u64;
+    d.counters.records_kept -= n;
+    d.counters.records_deduplicated += n;
+    for (_, batch, rels) in &mut d.archive {
+        if rels.iter().any(|r| dups.binary_search(r).is_ok()) {
+            let mask: arrow_array::BooleanArray = rels
+                .iter()
+                .map(|r| Some(dups.binary_search(r).is_err()))
+                .collect();
+            if let Ok(b) = arrow_select::filter::filter_record_batch(batch, &mask) {
+                *batch = b;
+            }
+            rels.retain(|r| dups.binary_search(r).is_err());
+        }
+    }
+    d.archive.retain(|(_, b, _)| b.num_rows() > 0);
+}
+
+fn uncount(c: &mut Counters, rule: u32) {
+    if let Some(n) = c.findings_by_rule.get_mut(rule as usize) {
+        *n = n.saturating_sub(1);
+    }
+}
+
+/// Counts the stage's own findings (correlations, alarms, suppression summaries).
+fn count_emitted(
+    emit: &Emit,
+    pack: &RulePack,
+    summary: &mut RunSummary,
+    max_level: &mut Option<Level>,
+) {
+    for &r in &emit.rules {
+        summary.counters.add_finding(r);
+        if let Some(rule) = pack.rules().get(r as usize) {
+            *max_level = (*max_level).max(Some(rule.meta.level));
+        }
+    }
 }
 
 fn account(

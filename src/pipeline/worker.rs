@@ -18,7 +18,10 @@ use crate::event::path::{self, object_get};
 use crate::event::{KnownPaths, RecordParser, looks_like_record};
 use crate::finding::{self, FindingContext};
 use crate::rules::RulePack;
+use crate::rules::correlation::GroupSource;
+use crate::rules::sigma::field::scalar_text;
 use crate::sink::dead_letter;
+use crate::state::{self, FindingMeta, KeyHasher, RecordKey, UnitContribution};
 use crate::source::{Input, InputKind};
 
 /// Notes kept per unit for the stderr warnings (the sink shows 10 per input).
@@ -34,6 +37,7 @@ pub(super) struct Worker {
     nested: RecordParser,
     hits: Vec<u32>,
     scratch: Vec<u8>,
+    text: String,
     file_buf: Vec<u8>,
     inflated: Vec<u8>,
 }
@@ -54,6 +58,7 @@ impl Worker {
             nested: RecordParser::new(),
             hits: Vec::with_capacity(16),
             scratch: Vec::with_capacity(128),
+            text: String::new(),
             file_buf: Vec::new(),
             inflated: Vec::new(),
         }
@@ -161,8 +166,16 @@ impl Worker {
                 archive_partition: self.cfg.archive_partition.as_deref(),
                 tp_index: self.cfg.archive_tp_index.as_ref(),
                 ingest_micros: 0,
+                state: StateHooks {
+                    on: self.cfg.stateful,
+                    dedup: self.cfg.dedup.then_some(&self.cfg.key_hasher),
+                    hasher: Some(&self.cfg.key_hasher),
+                },
+                filter: self.cfg.filter.as_deref(),
+                filter_detection: self.cfg.filter_applies_to_detection,
                 hits: &mut self.hits,
                 scratch: &mut self.scratch,
+                text: &mut self.text,
                 detected_at: String::new(),
                 done,
             },
@@ -192,10 +205,58 @@ struct Eval<'a> {
     archive_partition: Option<&'a str>,
     tp_index: Option<&'a crate::event::FieldPath>,
     ingest_micros: i64,
+    state: StateHooks<'a>,
+    filter: Option<&'a crate::filter::RecordFilter>,
+    filter_detection: bool,
     hits: &'a mut Vec<u32>,
     scratch: &'a mut Vec<u8>,
+    text: &'a mut String,
     detected_at: String,
     done: &'a mut Done,
+}
+
+/// What the stateful stage asks of a worker.
+#[derive(Clone, Copy)]
+struct StateHooks<'a> {
+    /// Compute event times and finding metadata.
+    on: bool,
+    /// Compute dedup keys with this hasher.
+    dedup: Option<&'a KeyHasher>,
+    /// The hasher for suppression keys.
+    hasher: Option<&'a KeyHasher>,
+}
+
+/// Appends a value's scalar text (strings unquoted), compact JSON for objects and
+/// arrays, or [`state::NULL_VALUE`] when missing or null.
+fn push_scalar(out: &mut String, v: Option<Value<'_, '_>>) {
+    let Some(v) = v else {
+        out.push_str(state::NULL_VALUE);
+        return;
+    };
+    if let Some(s) = path::as_str(v) {
+        out.push_str(s);
+        return;
+    }
+    let mut buf = [0u8; 40];
+    if let Some(s) = scalar_text(v, &mut buf) {
+        out.push_str(s);
+        return;
+    }
+    if v.as_object().is_some() || v.as_array().is_some() {
+        let mut b = Vec::new();
+        finding_value(&mut b, v);
+        out.push_str(&String::from_utf8_lossy(&b));
+    } else {
+        out.push_str(state::NULL_VALUE);
+    }
+}
+
+/// Writes `v` as compact JSON.
+fn finding_value(out: &mut Vec<u8>, v: Value<'_, '_>) {
+    use simd_json::prelude::Writable;
+    if v.write(out).is_err() {
+        out.extend_from_slice(b"null");
+    }
 }
 
 /// The [`FrameHandler`] of a unit: parsers plus the evaluation state.
@@ -236,13 +297,49 @@ impl Eval<'_> {
         }
         let rel = self.next_index();
         let known = self.known;
+        let st = self.state;
         let c = &mut self.done.counters;
-        c.records_kept += 1;
-        if known.event_time.first(root).is_none() && known.timestamp.first(root).is_none() {
+        let time_text = known
+            .event_time
+            .first(root)
+            .or_else(|| known.timestamp.first(root))
+            .and_then(path::as_str);
+        if time_text.is_none() {
             c.records_without_event_time += 1;
         }
-        if let Some(partition) = self.archive_partition {
-            self.archive(root, raw, partition);
+        let filtered = match self.filter {
+            Some(f) => !f.keep(&crate::event::path::RootCache::new(root)),
+            None => false,
+        };
+        if filtered {
+            c.records_filtered += 1;
+            if self.filter_detection {
+                return;
+            }
+        } else {
+            c.records_kept += 1;
+        }
+        let mut time = 0;
+        if st.on {
+            if self.ingest_micros == 0 {
+                self.ingest_micros = archive::now_micros();
+            }
+            time = time_text
+                .and_then(state::parse_event_time)
+                .unwrap_or(self.ingest_micros);
+            let b = &mut self.done.state;
+            b.max_time = Some(b.max_time.map_or(time, |m| m.max(time)));
+            let mut key = 0;
+            if let (Some(h), false) = (st.dedup, filtered)
+                && let Some(id) = known.event_id.first(root).and_then(path::as_str)
+            {
+                let account = known.recipient_account_id.first(root).and_then(path::as_str);
+                key = h.record_key(id, account);
+            }
+            b.records.push(RecordKey { rel, key, time });
+        }
+        if !filtered && let Some(partition) = self.archive_partition {
+            self.archive(root, raw, partition, rel);
         }
         self.pack.evaluate(root, self.scratch, self.hits);
         if self.hits.is_empty() {
@@ -258,15 +355,92 @@ impl Eval<'_> {
             include_record: self.include_record,
             known,
         };
+        let mut event_json: Option<std::sync::Arc<str>> = None;
         for &h in self.hits.iter() {
             let rule = &self.pack.rules()[h as usize];
-            finding::render(&mut self.done.findings, rule, root, raw, pos, rel, &ctx);
-            self.done.counters.add_finding(h);
+            if !self.pack.is_silent(h) {
+                finding::render(&mut self.done.findings, rule, root, raw, pos, rel, &ctx);
+                self.done.counters.add_finding(h);
+                if st.on {
+                    let suppress = rule.suppress.as_ref().map(|s| {
+                        let mut by = serde_json::Map::new();
+                        for (name, p) in &s.by {
+                            let v = p.first(root).map_or(serde_json::Value::Null, |v| {
+                                let mut out = Vec::new();
+                                finding_value(&mut out, v);
+                                serde_json::from_slice(&out).unwrap_or(serde_json::Value::Null)
+                            });
+                            by.insert(name.clone(), v);
+                        }
+                        let by = serde_json::Value::Object(by).to_string();
+                        let key = st.hasher.map_or(0, |kh| kh.values_key(h, &by));
+                        (key, by.into_boxed_str())
+                    });
+                    self.done.state.findings.push(FindingMeta {
+                        rel,
+                        rule: h,
+                        time,
+                        suppress,
+                    });
+                }
+            }
+            for &(def, input) in self.pack.feeds(h) {
+                let Some(spec) = self
+                    .pack
+                    .correlations()
+                    .get(def as usize)
+                    .and_then(|d| d.inputs.get(input as usize))
+                else {
+                    continue;
+                };
+                let ev = event_json
+                    .get_or_insert_with(|| {
+                        let mut b = Vec::with_capacity(256);
+                        finding::render_event(&mut b, root, known);
+                        String::from_utf8_lossy(&b).into()
+                    })
+                    .clone();
+                let text = &mut *self.text;
+                text.clear();
+                for (i, g) in spec.group.iter().enumerate() {
+                    if i > 0 {
+                        text.push(state::GROUP_SEP);
+                    }
+                    match g {
+                        GroupSource::Path(p) => push_scalar(text, p.first(root)),
+                        GroupSource::Child(_) => text.push_str(state::NULL_VALUE),
+                    }
+                }
+                let value = spec.value.as_ref().and_then(|p| {
+                    let mut v = String::new();
+                    push_scalar(&mut v, p.first(root));
+                    (v != state::NULL_VALUE).then(|| v.into_boxed_str())
+                });
+                let event_id: Box<str> = match known.event_id.first(root).and_then(path::as_str) {
+                    Some(id) => id.into(),
+                    None => {
+                        let id = finding::finding_id("", None, raw);
+                        String::from_utf8_lossy(&id).into()
+                    }
+                };
+                self.done.state.contributions.push(UnitContribution {
+                    rel,
+                    pos,
+                    event_json: ev,
+                    def,
+                    input,
+                    time,
+                    seen: self.done.state.max_time.unwrap_or(time),
+                    group: text.as_str().into(),
+                    value,
+                    event_id,
+                });
+            }
         }
     }
 
     /// Appends a kept record to its partition's archive rows.
-    fn archive(&mut self, root: Value<'_, '_>, raw: &[u8], partition: &str) {
+    fn archive(&mut self, root: Value<'_, '_>, raw: &[u8], partition: &str, rel: u64) {
         let k = self.known;
         if self.ingest_micros == 0 {
             self.ingest_micros = archive::now_micros();
@@ -297,9 +471,9 @@ impl Eval<'_> {
             ingest_micros: self.ingest_micros,
             timestamp_micros: timestamp,
         };
-        self.done
-            .archive_builder(index, timestamp)
-            .append(root, &meta);
+        let (rels, builder) = self.done.archive_builder(index, timestamp);
+        rels.push(rel);
+        builder.append(root, &meta);
     }
 
     /// The messages of a CloudWatch Logs subscription payload, each a record. All of

@@ -29,6 +29,7 @@ fn merge(base: &Yaml, over: &Yaml) -> Yaml {
             Yaml {
                 mark: over.mark,
                 kind: Kind::Map(out),
+                quoted: false,
             }
         }
         _ => over.clone(),
@@ -45,6 +46,7 @@ fn without_action(doc: &Yaml) -> Yaml {
                     .cloned()
                     .collect(),
             ),
+            quoted: false,
         },
         _ => doc.clone(),
     }

@@ -26,7 +26,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::{Regex, RegexSet};
 use rustc_hash::FxHashMap as HashMap;
 
-use super::CompiledRule;
+use super::{CompiledRule, Matcher};
 use super::sigma::field::{FieldTest, for_each_leaf};
 use crate::event::FieldPath;
 use crate::event::path::RootCache;
@@ -121,13 +121,35 @@ pub struct RuleIndex {
 
 /// The strongest requirement of one rule: which field, and what.
 enum Key {
+    /// The rule never matches a record by itself (a correlation).
+    Never,
     Exact(usize, Vec<Box<[u8]>>),
     Substr(usize, Vec<Vec<u8>>),
     Regex(usize, Vec<Regex>),
 }
 
 fn choose(rule: &CompiledRule, fields: &mut Vec<FieldTables>) -> Option<Key> {
-    let d = rule.detection();
+    let d = match rule.matcher() {
+        Matcher::Detection(d) => d,
+        Matcher::Never => return Some(Key::Never),
+        Matcher::Pattern(p) => {
+            // Metric filters compare case-sensitively; the lowercased table is a superset.
+            let names = p.required_event_names()?;
+            let path = FieldPath::parse("eventName").ok()?;
+            let f = match fields.iter().position(|f| f.path == path) {
+                Some(i) => i,
+                None => {
+                    fields.push(FieldTables::new(path));
+                    fields.len() - 1
+                }
+            };
+            let lits = names
+                .into_iter()
+                .map(|n| n.to_ascii_lowercase().into_bytes().into_boxed_slice())
+                .collect();
+            return Some(Key::Exact(f, lits));
+        }
+    };
     let mut paths: Vec<&FieldPath> = d.paths();
     paths.sort_by_key(|p| {
         PREFERRED
@@ -181,6 +203,7 @@ impl RuleIndex {
         for (i, r) in rules.iter().enumerate() {
             let i = i as u32;
             match choose(r, &mut fields) {
+                Some(Key::Never) => {}
                 Some(Key::Exact(f, lits)) => {
                     for l in lits {
                         let list = fields[f].exact.entry(l).or_default();

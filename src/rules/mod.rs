@@ -18,8 +18,10 @@
 
 pub mod builtin;
 pub mod collection;
+pub mod correlation;
 pub mod fieldmap;
 pub mod index;
+pub mod metric;
 pub mod selftest;
 pub mod sigma;
 pub mod yaml;
@@ -114,6 +116,8 @@ impl fmt::Display for Origin {
 pub struct RuleMeta {
     /// `id` (derived from file and title when absent).
     pub id: String,
+    /// `name`, by which correlations may refer to the rule.
+    pub name: Option<String>,
     /// `title`
     pub title: String,
     /// `level` (`medium` when absent).
@@ -142,20 +146,62 @@ pub struct RuleMeta {
     pub line: usize,
 }
 
+/// What a rule is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleKind {
+    /// A Sigma rule: one record at a time.
+    Sigma,
+    /// A Sigma correlation rule over other rules' matches.
+    Correlation,
+    /// A CloudWatch Logs metric-filter pattern (with an optional alarm).
+    MetricFilter,
+}
+
+impl RuleKind {
+    /// The finding's `rule.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleKind::Sigma => "sigma",
+            RuleKind::Correlation => "correlation",
+            RuleKind::MetricFilter => "metric_filter",
+        }
+    }
+}
+
+/// How a rule tests a single record.
+#[derive(Debug)]
+pub enum Matcher {
+    /// A Sigma detection.
+    Detection(Detection),
+    /// A metric-filter pattern.
+    Pattern(metric::MetricPattern),
+    /// Never matches a record by itself (correlation rules).
+    Never,
+}
+
 /// A rule ready to run.
 #[derive(Debug)]
 pub struct CompiledRule {
     /// Its metadata.
     pub meta: RuleMeta,
-    detection: Detection,
+    /// What it is.
+    pub kind: RuleKind,
+    matcher: Matcher,
     /// The finding's `rule` object, serialised once.
     rule_json: Box<str>,
     /// The rule's `fields:`, compiled (names that are not valid paths are left out).
     field_paths: Vec<(String, crate::event::FieldPath)>,
+    /// A metric-filter rule's alarm.
+    pub alarm: Option<correlation::AlarmSpec>,
+    /// `suppress:`
+    pub suppress: Option<correlation::Suppress>,
+    /// A correlation rule's spec (resolved by [`correlation::link`]).
+    pub correlation: Option<correlation::CorrelationSpec>,
 }
 
 impl CompiledRule {
-    fn new(meta: RuleMeta, detection: Detection) -> Self {
+    /// A rule from its parts.
+    pub fn new(meta: RuleMeta, matcher: Matcher, kind: RuleKind) -> Self {
         let origin = match &meta.origin {
             Origin::Builtin(_) => "builtin".to_string(),
             Origin::File(p) => p.display().to_string(),
@@ -165,7 +211,7 @@ impl CompiledRule {
             "title": meta.title,
             "level": meta.level.as_str(),
             "tags": meta.tags,
-            "kind": "sigma",
+            "kind": kind.as_str(),
             "origin": origin,
         })
         .to_string()
@@ -174,28 +220,41 @@ impl CompiledRule {
             .fields
             .iter()
             .filter_map(|f| {
-                crate::event::FieldPath::parse(f)
+                crate::event::FieldPath::parse(&fieldmap::map(f))
                     .ok()
                     .map(|p| (f.clone(), p))
             })
             .collect();
         CompiledRule {
             meta,
-            detection,
+            kind,
+            matcher,
             rule_json,
             field_paths,
+            alarm: None,
+            suppress: None,
+            correlation: None,
         }
+    }
+
+    /// Sets `suppress:`.
+    pub fn set_suppress(&mut self, s: Option<correlation::Suppress>) {
+        self.suppress = s;
     }
 
     /// Whether `record` matches this rule.
     pub fn matches(&self, record: Value<'_, '_>) -> bool {
-        self.detection.matches(&RootCache::new(record))
+        self.matches_cached(&RootCache::new(record))
     }
 
     /// Whether the record behind `rec` matches this rule, sharing its lookups.
     #[inline]
     pub fn matches_cached(&self, rec: &RootCache<'_, '_>) -> bool {
-        self.detection.matches(rec)
+        match &self.matcher {
+            Matcher::Detection(d) => d.matches(rec),
+            Matcher::Pattern(p) => p.matches(rec),
+            Matcher::Never => false,
+        }
     }
 
     /// The finding's `rule` object as JSON.
@@ -208,9 +267,17 @@ impl CompiledRule {
         &self.field_paths
     }
 
-    /// The detection, for the index.
-    pub fn detection(&self) -> &Detection {
-        &self.detection
+    /// How the rule tests a record, for the index.
+    pub fn matcher(&self) -> &Matcher {
+        &self.matcher
+    }
+
+    fn paths_mut(&mut self, f: &mut dyn FnMut(&mut crate::event::FieldPath)) {
+        match &mut self.matcher {
+            Matcher::Detection(d) => d.paths_mut(f),
+            Matcher::Pattern(p) => p.paths_mut(f),
+            Matcher::Never => {}
+        }
     }
 }
 
@@ -276,6 +343,12 @@ pub enum RuleErrorKind {
         "timeframe is ignored in a single-record rule; count over a window with a correlation rule"
     )]
     IgnoredTimeframe,
+    /// A metric-filter pattern does not parse.
+    #[error("invalid metric-filter pattern: {0}")]
+    Pattern(String),
+    /// A correlation rule is malformed or cannot be linked.
+    #[error("correlation: {0}")]
+    Correlation(String),
     /// A top-level key that Sigma does not define (a warning unless strict).
     #[error("unknown top-level key '{0}'")]
     UnknownKey(String),
@@ -370,6 +443,7 @@ pub struct RulePathError {
 pub struct RulePack {
     rules: Vec<CompiledRule>,
     index: index::RuleIndex,
+    linked: correlation::Linked,
 }
 
 /// Gives every distinct first path segment of the pack a [`RootCache`] slot, so the
@@ -378,7 +452,7 @@ pub struct RulePack {
 fn assign_slots(rules: &mut [CompiledRule]) {
     let mut slots: Vec<String> = Vec::new();
     for r in rules.iter_mut() {
-        r.detection.paths_mut(&mut |p| {
+        r.paths_mut(&mut |p| {
             let Some(key) = p.first_key() else { return };
             let slot = match slots.iter().position(|k| k == key) {
                 Some(i) => i,
@@ -501,6 +575,25 @@ impl RulePack {
                             rules.push(*rule);
                         }
                     }
+                    Ok(Parsed::Correlation(boxed)) => {
+                        let (meta, spec) = *boxed;
+                        if let Some(first) = rules.iter().find(|r| r.meta.id == meta.id) {
+                            report.errors.push(RuleError {
+                                file: origin.to_string(),
+                                line: meta.line,
+                                col: 1,
+                                kind: RuleErrorKind::DuplicateId(
+                                    meta.id.clone(),
+                                    first.meta.origin.to_string(),
+                                ),
+                            });
+                        } else {
+                            let mut rule =
+                                CompiledRule::new(meta, Matcher::Never, RuleKind::Correlation);
+                            rule.correlation = Some(spec);
+                            rules.push(rule);
+                        }
+                    }
                     Ok(Parsed::Skipped(reason)) => {
                         report.skipped.push((origin.to_string(), reason));
                     }
@@ -508,9 +601,45 @@ impl RulePack {
                 }
             }
         }
-        assign_slots(&mut rules);
-        let index = index::RuleIndex::build(&rules);
-        RulePack { rules, index }
+        Self::build(rules, Some(report))
+    }
+
+    /// Links correlations, assigns cache slots and indexes `rules`. Correlations that
+    /// fail to link are reported and dropped (with the correlations built on them).
+    fn build(mut rules: Vec<CompiledRule>, mut report: Option<&mut LoadReport>) -> RulePack {
+        loop {
+            let specs: Vec<(u32, &correlation::CorrelationSpec)> = rules
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| r.correlation.as_ref().map(|s| (i as u32, s)))
+                .collect();
+            let linked = correlation::link(&rules, &specs);
+            if linked.failed.is_empty() {
+                assign_slots(&mut rules);
+                let index = index::RuleIndex::build(&rules);
+                return RulePack {
+                    rules,
+                    index,
+                    linked,
+                };
+            }
+            let mut drop: Vec<u32> = linked.failed.iter().map(|(r, _)| *r).collect();
+            drop.sort_unstable();
+            drop.dedup();
+            if let Some(rep) = report.as_deref_mut() {
+                for (r, l) in &linked.failed {
+                    let rule = &rules[*r as usize];
+                    rep.errors
+                        .push(RuleError::at(&rule.meta.origin, l.clone()));
+                }
+            }
+            let mut i = 0u32;
+            rules.retain(|_| {
+                let keep = drop.binary_search(&i).is_err();
+                i += 1;
+                keep
+            });
+        }
     }
 
     /// The rules, in load order.
@@ -523,27 +652,78 @@ impl RulePack {
         &self.index
     }
 
-    /// Keeps only rules at or above `min`.
+    /// Correlation and alarm definitions.
+    pub fn correlations(&self) -> &[correlation::CorrelationDef] {
+        &self.linked.defs
+    }
+
+    /// The (definition, input) pairs rule `i`'s matches feed.
+    #[inline]
+    pub fn feeds(&self, i: u32) -> &[(u32, u16)] {
+        &self.linked.feeds[i as usize]
+    }
+
+    /// Whether rule `i`'s matches produce no findings of their own (they only feed
+    /// correlations or an alarm).
+    #[inline]
+    pub fn is_silent(&self, i: u32) -> bool {
+        self.linked.silent[i as usize]
+    }
+
+    /// Whether any rule needs the stateful stage (correlations, alarms, suppression).
+    pub fn is_stateful(&self) -> bool {
+        !self.linked.defs.is_empty() || self.rules.iter().any(|r| r.suppress.is_some())
+    }
+
+    /// Keeps rules at or above `min`, and every rule a kept correlation needs.
     pub fn retain_min_level(self, min: Level) -> RulePack {
+        let keep: Vec<bool> = self.rules.iter().map(|r| r.meta.level >= min).collect();
+        self.retain(keep)
+    }
+
+    /// Leaves out the rules with these ids (`rules.disable`); a correlation whose rule
+    /// is disabled no longer links and is reported by [`RulePack::load`]-style errors
+    /// only when built with a report, so disabling is best done on whole chains.
+    pub fn without_ids(self, ids: &[String]) -> RulePack {
+        let keep: Vec<bool> = self.rules.iter().map(|r| !ids.contains(&r.meta.id)).collect();
+        self.retain_exact(keep)
+    }
+
+    /// Keeps the `keep` rules plus what kept correlations and alarms read.
+    fn retain(self, mut keep: Vec<bool>) -> RulePack {
+        // Pull in the inputs of kept correlations, transitively.
+        loop {
+            let mut changed = false;
+            for def in &self.linked.defs {
+                if !keep[def.rule as usize] {
+                    continue;
+                }
+                for input in &def.inputs {
+                    let r = match input.source {
+                        correlation::Source::Rule(r) => r,
+                        correlation::Source::Correlation(c) => self.linked.defs[c as usize].rule,
+                    };
+                    if !keep[r as usize] {
+                        keep[r as usize] = true;
+                        changed = true;
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        self.retain_exact(keep)
+    }
+
+    fn retain_exact(self, keep: Vec<bool>) -> RulePack {
         let rules: Vec<_> = self
             .rules
             .into_iter()
-            .filter(|r| r.meta.level >= min)
+            .zip(keep)
+            .filter_map(|(r, k)| k.then_some(r))
             .collect();
-        let index = index::RuleIndex::build(&rules);
-        RulePack { rules, index }
-    }
-
-    /// Leaves out the rules with these ids (`rules.disable`).
-    pub fn without_ids(self, ids: &[String]) -> RulePack {
-        let mut rules: Vec<_> = self
-            .rules
-            .into_iter()
-            .filter(|r| !ids.contains(&r.meta.id))
-            .collect();
-        assign_slots(&mut rules);
-        let index = index::RuleIndex::build(&rules);
-        RulePack { rules, index }
+        Self::build(rules, None)
     }
 
     /// Indices of the rules matching `record`, ascending, into `hits` (cleared first; it

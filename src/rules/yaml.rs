@@ -32,6 +32,8 @@ pub struct Yaml {
     pub mark: Mark,
     /// What it is.
     pub kind: Kind,
+    /// A quoted scalar: its text starts one column after `mark`.
+    pub quoted: bool,
 }
 
 /// The kinds of node.
@@ -183,11 +185,12 @@ pub fn load_documents(text: &str) -> Result<Vec<Yaml>, YamlError> {
         let mark = mark_of(&span);
         let done: Option<(Yaml, usize)> = match ev {
             Event::Scalar(v, style, anchor, _tag) => {
+                let quoted = matches!(style, ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted);
                 let kind = match style {
                     ScalarStyle::Plain => resolve_plain(&v),
                     _ => Kind::Str(v.into_owned()),
                 };
-                Some((Yaml { mark, kind }, anchor))
+                Some((Yaml { mark, kind, quoted }, anchor))
             }
             Event::Alias(id) => {
                 let node = anchors.get(&id).cloned().ok_or_else(|| YamlError {
@@ -209,6 +212,7 @@ pub fn load_documents(text: &str) -> Result<Vec<Yaml>, YamlError> {
                     Yaml {
                         mark: m,
                         kind: Kind::Seq(items),
+                        quoted: false,
                     },
                     anchor,
                 )),
@@ -219,6 +223,7 @@ pub fn load_documents(text: &str) -> Result<Vec<Yaml>, YamlError> {
                     Yaml {
                         mark: m,
                         kind: Kind::Map(entries),
+                        quoted: false,
                     },
                     anchor,
                 )),

@@ -75,6 +75,11 @@ impl Output {
         r.write_to(&mut self.findings, base).map_err(stdout_err)
     }
 
+    /// Writes finished finding lines.
+    pub fn write_raw(&mut self, lines: &[u8]) -> Result<(), SinkError> {
+        self.findings.write_all(lines).map_err(stdout_err)
+    }
+
     /// Writes a batch of dead letters.
     pub fn write_dead_letters(&mut self, r: &Rendered, base: u64) -> Result<(), SinkError> {
         if let Some((path, w)) = &mut self.dead {

@@ -76,6 +76,16 @@ impl Rendered {
         self.lines.is_empty()
     }
 
+    /// Line `i` with `record_index = base + rel_index`, appended to `out`.
+    pub fn line_into(&self, i: usize, base: u64, out: &mut Vec<u8>) {
+        if let Some(l) = self.lines.get(i) {
+            let mut num = itoa::Buffer::new();
+            out.extend_from_slice(&self.buf[l.start..l.split]);
+            out.extend_from_slice(num.format(base + l.rel_index).as_bytes());
+            out.extend_from_slice(&self.buf[l.split..l.end]);
+        }
+    }
+
     /// Writes every line with `record_index = base + rel_index`.
     pub fn write_to(&self, w: &mut impl Write, base: u64) -> io::Result<()> {
         let mut num = itoa::Buffer::new();

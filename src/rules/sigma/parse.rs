@@ -16,6 +16,8 @@ pub enum Parsed {
     Rule(Box<CompiledRule>),
     /// A valid document that does not apply here, with the reason.
     Skipped(String),
+    /// A correlation rule, linked to the rules it names once every document is loaded.
+    Correlation(Box<(RuleMeta, crate::rules::correlation::CorrelationSpec)>),
 }
 
 /// Top-level keys of the Sigma rule format (plus the trailhound extensions).
@@ -39,9 +41,10 @@ const KNOWN_KEYS: &[&str] = &[
     "tags",
     "scope",
     "taxonomy",
+    "suppress",
 ];
 
-fn string_list(doc: &Yaml, key: &str) -> Result<Vec<String>, Located> {
+pub(crate) fn string_list(doc: &Yaml, key: &str) -> Result<Vec<String>, Located> {
     match doc.get(key) {
         None => Ok(Vec::new()),
         Some(v) => match &v.kind {
@@ -62,7 +65,7 @@ fn string_list(doc: &Yaml, key: &str) -> Result<Vec<String>, Located> {
     }
 }
 
-fn type_err(v: &Yaml, key: &str, expected: &'static str) -> Located {
+pub(crate) fn type_err(v: &Yaml, key: &str, expected: &'static str) -> Located {
     Located {
         mark: v.mark,
         kind: RuleErrorKind::TypeMismatch {
@@ -73,7 +76,7 @@ fn type_err(v: &Yaml, key: &str, expected: &'static str) -> Located {
     }
 }
 
-fn opt_string(doc: &Yaml, key: &str) -> Result<Option<String>, Located> {
+pub(crate) fn opt_string(doc: &Yaml, key: &str) -> Result<Option<String>, Located> {
     match doc.get(key) {
         None => Ok(None),
         Some(v) if v.kind == Kind::Null => Ok(None),
@@ -124,44 +127,126 @@ pub fn parse_document(
     warn: &mut Vec<Located>,
     ctx: &CompileContext,
 ) -> Result<Parsed, Located> {
-    let Some(map) = doc.as_map() else {
+    if doc.as_map().is_none() {
         return Err(type_err(doc, "<document>", "a mapping"));
-    };
+    }
     if doc.get("action").is_some() {
         return Ok(Parsed::Skipped(
             "rule collections (action: global/reset/repeat) are not supported yet".into(),
         ));
     }
-    if doc.get("correlation").is_some() {
-        return Ok(Parsed::Skipped(
-            "correlation rules are not supported yet".into(),
-        ));
+    if let Some(corr) = doc.get("correlation") {
+        let meta = parse_meta(doc, origin, warn, crate::rules::correlation::KNOWN_KEYS)?;
+        let spec = crate::rules::correlation::parse_spec(corr, doc)?;
+        return Ok(Parsed::Correlation(Box::new((meta, spec))));
     }
-    if doc.get("pattern").is_some() && doc.get("detection").is_none() {
-        return Ok(Parsed::Skipped(
-            "metric-filter rules are not supported yet".into(),
-        ));
+    if let Some(pattern) = doc.get("pattern")
+        && doc.get("detection").is_none()
+    {
+        let meta = parse_meta(doc, origin, warn, METRIC_KEYS)?;
+        if let Err(reason) = applies_or_default(doc)? {
+            return Ok(Parsed::Skipped(reason));
+        }
+        let text = pattern
+            .as_str()
+            .ok_or_else(|| type_err(pattern, "pattern", "a string"))?;
+        let compiled = crate::rules::metric::MetricPattern::parse(text).map_err(|e| Located {
+            mark: pattern_mark(pattern, e.col),
+            kind: RuleErrorKind::Pattern(e.message),
+        })?;
+        let alarm = match doc.get("alarm") {
+            None => None,
+            Some(a) => Some(crate::rules::correlation::parse_alarm(a)?),
+        };
+        let suppress = crate::rules::correlation::parse_suppress(doc)?;
+        let mut rule = CompiledRule::new(
+            meta,
+            crate::rules::Matcher::Pattern(compiled),
+            crate::rules::RuleKind::MetricFilter,
+        );
+        rule.alarm = alarm;
+        rule.set_suppress(suppress);
+        return Ok(Parsed::Rule(Box::new(rule)));
     }
     let detection = doc.get("detection").ok_or(Located {
         mark: doc.mark,
         kind: RuleErrorKind::MissingKey("detection"),
     })?;
+    let meta = parse_meta(doc, origin, warn, KNOWN_KEYS)?;
+    if let Err(reason) = applies(doc)? {
+        return Ok(Parsed::Skipped(reason));
+    }
+    let suppress = crate::rules::correlation::parse_suppress(doc)?;
+    let detection = compile_detection(detection, ctx, warn)?;
+    let mut rule = CompiledRule::new(
+        meta,
+        crate::rules::Matcher::Detection(detection),
+        crate::rules::RuleKind::Sigma,
+    );
+    rule.set_suppress(suppress);
+    Ok(Parsed::Rule(Box::new(rule)))
+}
+
+/// Top-level keys of a metric-filter rule.
+const METRIC_KEYS: &[&str] = &[
+    "title",
+    "id",
+    "name",
+    "related",
+    "status",
+    "description",
+    "license",
+    "author",
+    "references",
+    "date",
+    "modified",
+    "logsource",
+    "pattern",
+    "alarm",
+    "fields",
+    "falsepositives",
+    "level",
+    "tags",
+    "suppress",
+];
+
+/// A metric-filter rule needs no `logsource` (it is CloudTrail by construction); one
+/// that names another product is skipped like a Sigma rule.
+fn applies_or_default(doc: &Yaml) -> Result<Result<(), String>, Located> {
+    if doc.get("logsource").is_none() {
+        return Ok(Ok(()));
+    }
+    applies(doc)
+}
+
+/// The position of character column `col` (1-based) of a pattern scalar: exact for a
+/// one-line plain or quoted scalar, the scalar's start otherwise.
+fn pattern_mark(node: &Yaml, col: usize) -> crate::rules::yaml::Mark {
+    let mut m = node.mark;
+    m.col += col.saturating_sub(1) + usize::from(node.quoted);
+    m
+}
+
+/// The metadata keys every rule kind shares. Unknown top-level keys become warnings.
+pub fn parse_meta(
+    doc: &Yaml,
+    origin: &Origin,
+    warn: &mut Vec<Located>,
+    known: &[&str],
+) -> Result<RuleMeta, Located> {
     let title = opt_string(doc, "title")?.ok_or(Located {
         mark: doc.mark,
         kind: RuleErrorKind::MissingKey("title"),
     })?;
-    for (k, _) in map {
+    for (k, _) in doc.as_map().unwrap_or_default() {
         if let Some(key) = k.as_scalar_text()
-            && !KNOWN_KEYS.contains(&key)
+            && !known.contains(&key)
         {
             warn.push(Located {
                 mark: k.mark,
                 kind: RuleErrorKind::UnknownKey(key.to_string()),
             });
         }
-    }
-    if let Err(reason) = applies(doc)? {
-        return Ok(Parsed::Skipped(reason));
     }
     let level = match doc.get("level") {
         None => Level::Medium,
@@ -177,8 +262,9 @@ pub fn parse_document(
         Some(id) => id,
         None => derived_id(origin, &title),
     };
-    let meta = RuleMeta {
+    Ok(RuleMeta {
         id,
+        name: opt_string(doc, "name")?,
         title,
         level,
         status: opt_string(doc, "status")?,
@@ -192,9 +278,7 @@ pub fn parse_document(
         fields: string_list(doc, "fields")?,
         origin: origin.clone(),
         line: doc.mark.line,
-    };
-    let detection = compile_detection(detection, ctx, warn)?;
-    Ok(Parsed::Rule(Box::new(CompiledRule::new(meta, detection))))
+    })
 }
 
 fn derived_id(origin: &Origin, title: &str) -> String {

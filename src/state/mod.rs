@@ -1,0 +1,485 @@
+//! The stateful stage: dedup, suppression, correlations and alarms, in event time.
+//!
+//! ```text
+//!  workers (parallel, stateless)                 sink thread (in input order)
+//!  match → findings + a StateBatch ──Done──▶  Stage::dedup → suppression → correlations
+//!          (keys, times, contributions)              → windows closed by the watermark
+//! ```
+//!
+//! **Boundary.** Workers stay stateless: for every record they already parse they also
+//! compute what the stage needs, cheaply and in parallel — the record's dedup key (a
+//! keyed hash of `eventID` + `recipientAccountId`) and event time, each finding's
+//! suppression key, and for each match of a rule that feeds a correlation one
+//! [`correlate::Contribution`] (group values, the `field` value, the `eventID`). The
+//! [`Stage`] runs on the sink thread, which sees units in input order, so state evolves
+//! deterministically whatever the thread count.
+//!
+//! **Invariant.** A record dropped as a duplicate leaves no trace: its findings, its
+//! contributions and its archive row go, and it moves from `records_kept` to
+//! `records_deduplicated`, so `records_in` still adds up.
+//!
+//! **Decision.** Event time, not arrival time, drives every window: the watermark is the
+//! newest event time seen; windows close when it has passed their end by the allowed
+//! lateness. A replay of old logs therefore gives the same findings as the live run.
+
+pub mod correlate;
+pub mod dedup;
+pub mod suppress;
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use crate::decode::Position;
+use crate::rules::RulePack;
+
+pub use correlate::{Contribution, EngineStats, Ids, Limits};
+
+/// Separates group values in a group key.
+pub const GROUP_SEP: char = '\u{1f}';
+/// Stands for a missing group value.
+pub const NULL_VALUE: &str = "\u{0}";
+
+/// How the stage is set up.
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// Drop repeated `eventID`s within this window (microseconds); `None`: keep all.
+    pub dedup_window: Option<i64>,
+    /// Keys the dedup window holds at most.
+    pub dedup_max_entries: usize,
+    /// Correlation limits.
+    pub limits: Limits,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dedup_window: Some(15 * 60_000_000),
+            dedup_max_entries: 1_000_000,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The newest record of a group, for a stateful finding's `event` and `input`.
+#[derive(Debug, Default)]
+pub struct LastEvent {
+    /// The `event` object, JSON.
+    pub event_json: Box<str>,
+    /// The input's name, a JSON string.
+    pub input_json: Arc<str>,
+    /// Absolute record index in its input.
+    pub record_index: u64,
+    /// Position in the decompressed stream.
+    pub pos: Position,
+}
+
+/// What a worker hands the stage for one record.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordKey {
+    /// Record index within the unit.
+    pub rel: u64,
+    /// Dedup key (0: the record has no `eventID` and is never a duplicate).
+    pub key: u64,
+    /// Event time, microseconds.
+    pub time: i64,
+}
+
+/// What a worker hands the stage for one rendered finding.
+#[derive(Debug, Clone)]
+pub struct FindingMeta {
+    /// Record index within the unit.
+    pub rel: u64,
+    /// The rule.
+    pub rule: u32,
+    /// Event time, microseconds.
+    pub time: i64,
+    /// Suppression key and the `by` values as a JSON object, for rules with `suppress`.
+    pub suppress: Option<(u64, Box<str>)>,
+}
+
+/// A contribution as the worker sees it (record index relative to its unit).
+#[derive(Debug, Clone)]
+pub struct UnitContribution {
+    /// Record index within the unit.
+    pub rel: u64,
+    /// Position of the record.
+    pub pos: Position,
+    /// The `event` object of the record, JSON (shared by the record's contributions).
+    pub event_json: Arc<str>,
+    /// The contribution (its `last` is filled in by the stage).
+    pub def: u32,
+    /// Input position.
+    pub input: u16,
+    /// Event time.
+    pub time: i64,
+    /// The newest event time of the unit's records up to this one: the watermark
+    /// moves record by record, whatever the unit boundaries.
+    pub seen: i64,
+    /// Group key.
+    pub group: Box<str>,
+    /// Field value.
+    pub value: Option<Box<str>>,
+    /// `eventID` (or the finding id when there is none).
+    pub event_id: Box<str>,
+}
+
+/// A unit's state inputs, aligned with its findings.
+#[derive(Debug, Default)]
+pub struct StateBatch {
+    /// One per record evaluated, in order.
+    pub records: Vec<RecordKey>,
+    /// One per rendered finding (when the stage is on).
+    pub findings: Vec<FindingMeta>,
+    /// Contributions to correlations.
+    pub contributions: Vec<UnitContribution>,
+    /// Newest event time of the unit.
+    pub max_time: Option<i64>,
+}
+
+/// Findings produced by the stage, already rendered, and the rules they count for.
+#[derive(Debug, Default)]
+pub struct Emit {
+    /// The lines.
+    pub buf: Vec<u8>,
+    /// One rule index per line.
+    pub rules: Vec<u32>,
+}
+
+impl Emit {
+    /// Appends a finished line.
+    pub fn raw(&mut self, rule: u32, line: &[u8]) {
+        self.buf.extend_from_slice(line);
+        self.rules.push(rule);
+    }
+
+    /// Renders a correlation or alarm finding.
+    pub fn finding(
+        &mut self,
+        rule: u32,
+        id: &[u8; 32],
+        detected_at: &str,
+        rule_json: &str,
+        last: &LastEvent,
+        correlation_json: &str,
+    ) {
+        let b = &mut self.buf;
+        b.extend_from_slice(b"{\"schema\":\"trailhound.finding/1\",\"id\":\"");
+        b.extend_from_slice(id);
+        b.extend_from_slice(b"\",\"detected_at\":");
+        b.extend_from_slice(detected_at.as_bytes());
+        b.extend_from_slice(b",\"rule\":");
+        b.extend_from_slice(rule_json.as_bytes());
+        b.extend_from_slice(b",\"event\":");
+        if last.event_json.is_empty() {
+            b.extend_from_slice(crate::finding::EMPTY_EVENT.as_bytes());
+        } else {
+            b.extend_from_slice(last.event_json.as_bytes());
+        }
+        b.extend_from_slice(b",\"input\":{\"name\":");
+        if last.input_json.is_empty() {
+            b.extend_from_slice(b"\"\"");
+        } else {
+            b.extend_from_slice(last.input_json.as_bytes());
+        }
+        let mut n = itoa::Buffer::new();
+        b.extend_from_slice(b",\"record_index\":");
+        b.extend_from_slice(n.format(last.record_index).as_bytes());
+        b.extend_from_slice(b",\"line\":");
+        b.extend_from_slice(n.format(last.pos.line.max(1)).as_bytes());
+        b.extend_from_slice(b",\"byte_offset\":");
+        b.extend_from_slice(n.format(last.pos.offset).as_bytes());
+        b.extend_from_slice(b"},\"fields\":{},\"correlation\":");
+        b.extend_from_slice(correlation_json.as_bytes());
+        b.extend_from_slice(b",\"suppressed\":0}\n");
+        self.rules.push(rule);
+    }
+
+    /// Whether nothing was emitted.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Empties the buffer for the next unit.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.rules.clear();
+    }
+}
+
+/// Counters of the stage, for the run summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StageStats {
+    /// Correlation engine counters.
+    pub engine: EngineStats,
+    /// Findings counted into suppression summaries.
+    pub findings_suppressed: u64,
+    /// Dedup keys forgotten because of the size bound.
+    pub dedup_evicted: u64,
+}
+
+/// The stage itself, owned by the sink thread.
+#[derive(Debug)]
+pub struct Stage {
+    pack: Arc<RulePack>,
+    dedup: Option<dedup::Dedup>,
+    engine: correlate::Engine,
+    suppress: suppress::Suppressor,
+    lateness: i64,
+    detected_at: String,
+}
+
+impl Stage {
+    /// A stage for `pack`, or `None` when nothing stateful is configured.
+    pub fn new(pack: Arc<RulePack>, cfg: &StateConfig) -> Option<Self> {
+        if cfg.dedup_window.is_none() && !pack.is_stateful() {
+            return None;
+        }
+        let engine = correlate::Engine::new(&pack, cfg.limits);
+        Some(Stage {
+            dedup: cfg
+                .dedup_window
+                .map(|w| dedup::Dedup::new(w, cfg.dedup_max_entries)),
+            engine,
+            suppress: suppress::Suppressor::new(cfg.limits.max_groups),
+            lateness: cfg.limits.allowed_lateness,
+            detected_at: String::new(),
+            pack,
+        })
+    }
+
+    /// Whether workers should compute dedup keys.
+    pub fn dedups(&self) -> bool {
+        self.dedup.is_some()
+    }
+
+    fn stamp(&mut self) {
+        let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
+        self.detected_at = format!("\"{now}\"");
+    }
+
+    /// Runs a unit through the stage, record by record in input order: dedup, then
+    /// the record's findings (suppression), then its contributions, with the watermark
+    /// moving at every record — so the output is the same whatever the unit
+    /// boundaries. The surviving findings and the stage's own go to `out`; returns the
+    /// relative indices of duplicates (ascending) and the rules of findings that were
+    /// dropped (to uncount).
+    pub fn run_unit(
+        &mut self,
+        batch: &mut StateBatch,
+        findings: &crate::sink::rendered::Rendered,
+        input_json: &Arc<str>,
+        base: u64,
+        out: &mut Emit,
+    ) -> (Vec<u64>, Vec<u32>) {
+        self.stamp();
+        let mut dups = Vec::new();
+        let mut dropped = Vec::new();
+        let mut line = Vec::new();
+        let (mut fi, mut ci) = (0usize, 0usize);
+        let contributions = std::mem::take(&mut batch.contributions);
+        let mut contributions = contributions.into_iter().peekable();
+        let mut last: Option<(u64, Arc<LastEvent>)> = None;
+        for r in &batch.records {
+            let dup = r.key != 0
+                && self
+                    .dedup
+                    .as_mut()
+                    .is_some_and(|d| d.is_repeat(r.key, r.time));
+            if dup {
+                dups.push(r.rel);
+            }
+            self.engine.observe(r.time);
+            self.advance(out);
+            while let Some(meta) = batch.findings.get(fi).filter(|m| m.rel <= r.rel) {
+                if dup && meta.rel == r.rel {
+                    dropped.push(meta.rule);
+                } else {
+                    line.clear();
+                    findings.line_into(fi, base, &mut line);
+                    if meta.suppress.is_some() && !self.admit(meta, &line, out) {
+                        dropped.push(meta.rule);
+                    } else {
+                        out.buf.extend_from_slice(&line);
+                    }
+                }
+                fi += 1;
+            }
+            while let Some(c) = contributions.next_if(|c| c.rel <= r.rel) {
+                ci += 1;
+                if dup && c.rel == r.rel {
+                    continue;
+                }
+                let le = match &last {
+                    Some((rel, le)) if *rel == c.rel => le.clone(),
+                    _ => {
+                        let le = Arc::new(LastEvent {
+                            event_json: (*c.event_json).into(),
+                            input_json: input_json.clone(),
+                            record_index: base + c.rel,
+                            pos: c.pos,
+                        });
+                        last = Some((c.rel, le.clone()));
+                        le
+                    }
+                };
+                self.engine.push(
+                    Contribution {
+                        def: c.def,
+                        input: c.input,
+                        time: c.time,
+                        group: c.group,
+                        value: c.value,
+                        ids: Ids::of(&c.event_id),
+                        last: le,
+                    },
+                    out,
+                    &self.detected_at,
+                );
+            }
+        }
+        // Findings of records the stage was not told about (none are expected).
+        while fi < batch.findings.len() {
+            line.clear();
+            findings.line_into(fi, base, &mut line);
+            out.buf.extend_from_slice(&line);
+            fi += 1;
+        }
+        let _ = ci;
+        (dups, dropped)
+    }
+
+    /// Decides whether a rendered finding is emitted (suppression); summaries of ended
+    /// periods go to `out`.
+    fn admit(&mut self, meta: &FindingMeta, line: &[u8], out: &mut Emit) -> bool {
+        let Some((key, by_json)) = &meta.suppress else {
+            return true;
+        };
+        let Some(rule) = self.pack.rules().get(meta.rule as usize) else {
+            return true;
+        };
+        let Some(s) = &rule.suppress else { return true };
+        self.suppress.offer(
+            meta.rule,
+            &rule.meta.id,
+            s.period,
+            *key,
+            by_json,
+            meta.time,
+            line,
+            out,
+        )
+    }
+
+    fn advance(&mut self, out: &mut Emit) {
+        self.engine.advance(out, &self.detected_at);
+        let limit = self.engine.watermark().saturating_sub(self.lateness);
+        self.suppress.advance(limit, out);
+    }
+
+    /// Ends every window and period: the end of the run.
+    pub fn finish(&mut self, out: &mut Emit) {
+        self.stamp();
+        self.engine.finish(out, &self.detected_at);
+        self.suppress.finish(out);
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> StageStats {
+        StageStats {
+            engine: self.engine.stats(),
+            findings_suppressed: self.suppress.suppressed,
+            dedup_evicted: self.dedup.as_ref().map_or(0, |d| d.evicted),
+        }
+    }
+}
+
+/// The keyed hasher workers use for dedup and suppression keys (one per run, shared).
+#[derive(Debug, Clone, Default)]
+pub struct KeyHasher(std::collections::hash_map::RandomState);
+
+impl KeyHasher {
+    /// A fresh random key.
+    pub fn new() -> Self {
+        KeyHasher(std::collections::hash_map::RandomState::new())
+    }
+
+    /// The dedup key of a record: never 0.
+    pub fn record_key(&self, event_id: &str, account: Option<&str>) -> u64 {
+        self.0.hash_one((event_id, account)).max(1)
+    }
+
+    /// A suppression key over the `by` values.
+    pub fn values_key(&self, rule: u32, values: &str) -> u64 {
+        self.0.hash_one((rule, values))
+    }
+}
+
+/// Event time of a CloudTrail timestamp in microseconds: the fixed
+/// `YYYY-MM-DDTHH:MM:SSZ` form is read directly, anything else through RFC 3339.
+pub fn parse_event_time(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() == 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'Z'
+    {
+        let num = |r: std::ops::Range<usize>| -> Option<i64> {
+            let mut v = 0i64;
+            for &c in &b[r] {
+                if !c.is_ascii_digit() {
+                    return None;
+                }
+                v = v * 10 + i64::from(c - b'0');
+            }
+            Some(v)
+        };
+        let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if (1..=12).contains(&m) && (1..=31).contains(&d) && hh < 24 && mm < 60 && ss < 61 {
+            let days = days_from_civil(y, m, d);
+            return Some(((days * 86_400) + hh * 3600 + mm * 60 + ss) * 1_000_000);
+        }
+    }
+    crate::archive::parse_time_micros(s)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// RFC 3339 of microseconds since the epoch.
+pub fn micros_rfc3339(us: i64) -> String {
+    let t = if us >= 0 {
+        std::time::UNIX_EPOCH + std::time::Duration::from_micros(us as u64)
+    } else {
+        std::time::UNIX_EPOCH
+    };
+    humantime::format_rfc3339(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_times_parse_fast_and_slow() {
+        let fast = parse_event_time("2024-03-01T12:34:56Z");
+        assert_eq!(fast, crate::archive::parse_time_micros("2024-03-01T12:34:56Z"));
+        assert_eq!(
+            parse_event_time("2024-03-01T12:34:56.5Z"),
+            Some(fast.unwrap_or_default() + 500_000)
+        );
+        assert_eq!(parse_event_time("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_event_time("not a time"), None);
+        assert_eq!(micros_rfc3339(0), "1970-01-01T00:00:00Z");
+    }
+}

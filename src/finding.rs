@@ -53,6 +53,41 @@ fn write_path(out: &mut Vec<u8>, root: Value<'_, '_>, key: &str, path: &FieldPat
     write_value(out, path.first(root));
 }
 
+/// Writes what a `fields:` entry selects: the value, an array when the path reaches
+/// several (a fan-out over arrays, a JSONPath wildcard), `null` when none.
+fn write_selected(out: &mut Vec<u8>, root: Value<'_, '_>, path: &FieldPath) {
+    let mut found: [Option<Value<'_, '_>>; 2] = [None, None];
+    let mut n = 0usize;
+    let _ = path.for_each(root, &mut |v| {
+        if n < 2 {
+            found[n] = Some(v);
+        }
+        n += 1;
+        if n > 2 {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    });
+    match n {
+        0 => out.extend_from_slice(b"null"),
+        1 => write_value(out, found[0]),
+        _ => {
+            out.push(b'[');
+            let mut first = true;
+            let _ = path.for_each(root, &mut |v| {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                write_value(out, Some(v));
+                std::ops::ControlFlow::Continue(())
+            });
+            out.push(b']');
+        }
+    }
+}
+
 /// The finding id for `rule_id` and a record.
 pub fn finding_id(rule_id: &str, event_id: Option<&str>, raw: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -144,7 +179,7 @@ pub fn render(
         }
         let _ = serde_json::to_writer(&mut *b, name);
         b.push(b':');
-        write_value(b, path.first(root));
+        write_selected(b, root, path);
     }
     b.extend_from_slice(b"},\"suppressed\":0}\n");
     out.end(rel_index);

@@ -639,7 +639,7 @@ fn bad_metric_filter_pattern_names_its_column() {
 #[test]
 fn dedup_drops_repeated_event_ids_and_keeps_the_books() {
     let dir = tempfile::tempdir().expect("tmp");
-    let recs = vec![
+    let recs = [
         success("u1", 0, "alice"),
         success("u1", 0, "alice"),
         success("u2", 1, "alice"),
@@ -755,4 +755,104 @@ fn stateful_findings_do_not_depend_on_thread_count() {
     let (a, b) = (strip(&one), strip(&four));
     assert!(!a.is_empty());
     assert_eq!(a, b);
+}
+
+#[test]
+fn pre_storage_filter_counts_and_applies_to_archive_or_both() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let kms = |id: &str, s: i64| {
+        rec(
+            id,
+            s,
+            "Decrypt",
+            "svc",
+            json!({"eventSource": "kms.amazonaws.com", "eventType": "AwsApiCall"}),
+        )
+    };
+    let recs = vec![
+        kms("f1", 0),
+        success("f2", 1, "alice"),
+        kms("f3", 2),
+        failed("f4", 3, "bob"),
+    ];
+    let rules = r#"
+title: Any KMS call
+id: 70000000-0000-0000-0000-000000000001
+logsource: {product: aws, service: cloudtrail}
+detection:
+  sel: {eventSource: kms.amazonaws.com}
+  condition: sel
+"#;
+    let filter = "not (event_source = 'kms.amazonaws.com' and event_name = 'Decrypt')";
+    let root = dir.path().join("archive");
+    let root_s = root.display().to_string();
+    // Default: the archive loses the filtered records, the rules still see them.
+    let out = run_rules(
+        dir.path(),
+        rules,
+        &recs,
+        &["--filter", filter, "--archive", &root_s],
+    );
+    let st = out.stats();
+    assert_eq!(stat(&st, "records_filtered"), 2, "{st}");
+    assert_eq!(stat(&st, "records_kept"), 2);
+    assert_eq!(st["records_archived"], 2);
+    let f = out.findings();
+    assert_eq!(by_rule(&f, "70000000-0000-0000-0000-000000000001").len(), 2);
+    // both: neither archived nor matched.
+    let root2 = dir.path().join("archive2").display().to_string();
+    let out = run_rules(
+        dir.path(),
+        rules,
+        &recs,
+        &["--filter", filter, "--filter-applies-to", "both", "--archive", &root2],
+    );
+    let st = out.stats();
+    assert_eq!(stat(&st, "records_filtered"), 2);
+    assert_eq!(st["records_archived"], 2);
+    assert!(by_rule(&out.findings(), "70000000-0000-0000-0000-000000000001").is_empty());
+    // Several filters are AND-ed.
+    let out = run_rules(
+        dir.path(),
+        rules,
+        &recs,
+        &["--filter", filter, "--filter", "user_identity.user_name <> 'bob'"],
+    );
+    assert_eq!(stat(&out.stats(), "records_filtered"), 3);
+}
+
+#[test]
+fn a_bad_filter_stops_the_run_before_it_starts() {
+    let out = common::run(&["--filter", "event_name ~ 'x'", "--stats", "json"], b"{}\n");
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("filter 1"), "{}", out.stderr);
+    let out = common::run(&["--filter", "no_such_column = 1"], b"");
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("no_such_column"), "{}", out.stderr);
+}
+
+#[test]
+fn config_file_sets_filter_dedup_and_correlation_limits() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = common::write_file(
+        dir.path(),
+        "trailhound.yaml",
+        b"version: 1\nfilter: [\"event_name <> 'ConsoleLogin' or error_message is null\"]\ndedup: {enabled: false}\ncorrelation: {allowed_lateness: 1h, max_groups: 10}\n",
+    );
+    let recs = [
+        failed("g1", 0, "alice"),
+        failed("g1", 0, "alice"),
+        success("g2", 5, "alice"),
+    ];
+    let out = run_rules(
+        dir.path(),
+        "",
+        &recs,
+        &["--config", &cfg.display().to_string()],
+    );
+    let st = out.stats();
+    assert_eq!(stat(&st, "records_filtered"), 2, "{st}");
+    assert_eq!(stat(&st, "records_deduplicated"), 0);
+    let out = common::run(&["config", "check", &cfg.display().to_string()], b"");
+    assert_eq!(out.code, 0, "{}", out.stderr);
 }

@@ -21,6 +21,7 @@
 //! than hashing. Duplicate keys are kept as they appear (the tape does not dedupe), and
 //! [`path`] fixes which one a lookup returns.
 
+pub mod jsonpath;
 pub mod path;
 
 pub use path::{FieldPath, PathError, Segment};

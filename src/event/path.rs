@@ -29,6 +29,8 @@ pub enum Segment {
     Key(Box<str>),
     /// An array index; on an object it is tried as a key with the same digits.
     Index(usize, Box<str>),
+    /// A JSONPath selector evaluated by `jsonpath-rust` ([`super::jsonpath`]).
+    Query(std::sync::Arc<super::jsonpath::Query>),
 }
 
 /// A parsed dotted path into a record. Two paths are equal when they are spelled the
@@ -95,11 +97,23 @@ pub enum PathError {
         /// The path as written.
         path: String,
     },
+    /// A `$` selector that is not valid JSONPath.
+    #[error("JSONPath {path:?}: {message}")]
+    JsonPath {
+        /// The selector as written.
+        path: String,
+        /// The parser's message.
+        message: String,
+    },
 }
 
 impl FieldPath {
-    /// Parses `a.b.c`, `a.0.b` and `a[0].b`.
+    /// Parses `a.b.c`, `a.0.b` and `a[0].b`; a name starting with `$` is a JSONPath
+    /// selector ([`super::jsonpath`]).
     pub fn parse(text: &str) -> Result<Self, PathError> {
+        if text.starts_with('$') {
+            return super::jsonpath::compile(text);
+        }
         let mut segments = Vec::new();
         for part in text.split('.') {
             if part.is_empty() {
@@ -138,6 +152,15 @@ impl FieldPath {
             segments: segments.into(),
             slot: NO_SLOT,
         })
+    }
+
+    /// A path from compiled segments.
+    pub fn from_segments(text: &str, segments: Vec<Segment>) -> Self {
+        FieldPath {
+            text: text.into(),
+            segments: segments.into(),
+            slot: NO_SLOT,
+        }
     }
 
     /// The first segment, when it is a key (what a [`RootCache`] slot stands for).
@@ -314,6 +337,9 @@ where
             None => f(value),
         };
     };
+    if let Segment::Query(q) = seg {
+        return q.for_each(value, &mut |v| walk(v, rest, fan_end, f));
+    }
     if let Some(arr) = value.as_array() {
         if let Segment::Index(i, _) = seg {
             return match arr.get(*i) {
@@ -361,6 +387,7 @@ fn seg_text(seg: &Segment) -> &str {
     match seg {
         Segment::Key(k) => k,
         Segment::Index(_, digits) => digits,
+        Segment::Query(q) => q.as_str(),
     }
 }
 

@@ -167,9 +167,7 @@ fn levenshtein(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb))
-                .min(row[j] + 1)
-                .min(cur + 1);
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
             prev = cur;
         }
     }
@@ -206,11 +204,10 @@ impl Column {
 
     /// The BOOLEAN value the archive writes for `v`.
     pub fn bool_of(v: Value<'_, '_>) -> Option<bool> {
-        v.as_bool()
-            .or_else(|| match crate::event::path::as_str(v) {
-                Some(s) if s.eq_ignore_ascii_case("true") => Some(true),
-                Some(s) if s.eq_ignore_ascii_case("false") => Some(false),
-                _ => None,
-            })
+        v.as_bool().or_else(|| match crate::event::path::as_str(v) {
+            Some(s) if s.eq_ignore_ascii_case("true") => Some(true),
+            Some(s) if s.eq_ignore_ascii_case("false") => Some(false),
+            _ => None,
+        })
     }
 }

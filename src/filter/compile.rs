@@ -7,7 +7,7 @@ use sqlparser::ast::{
 };
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::{Parser, ParserError};
-use sqlparser::tokenizer::{Location, Token, TokenWithSpan};
+use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
 use super::columns::{self, Kind, Unresolved};
 use super::eval::{CmpOp, Lit, Node, Step, StrFn};
@@ -15,10 +15,10 @@ use super::like::Pattern;
 
 /// Most tokens in one expression. It bounds how deep the parsed tree can be, and so
 /// the recursion of everything that walks it.
-pub(super) const MAX_TOKENS: usize = 1024;
+const MAX_TOKENS: usize = 1024;
 /// Most nesting levels the compiler follows (AND/OR chains are flattened and do not
 /// count).
-const MAX_DEPTH: usize = 100;
+const MAX_DEPTH: usize = 64;
 
 /// The static type of an expression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +83,17 @@ fn snippet(e: &Expr) -> String {
 /// Parses and compiles one filter expression; the error is the message only.
 pub(super) fn compile(text: &str) -> Result<Node, String> {
     let dialect = GenericDialect {};
+    // Counted before parsing, so that no tree deeper than the limit is ever built (or
+    // dropped: sqlparser's trees drop recursively).
+    let tokens = Tokenizer::new(&dialect, text)
+        .tokenize_with_location()
+        .map_err(|e| parse_message(ParserError::TokenizerError(e.to_string())))?;
+    let n = tokens.iter().filter(|t| significant(&t.token)).count();
+    if n > MAX_TOKENS {
+        return Err(format!(
+            "expression has {n} tokens, more than the {MAX_TOKENS} a filter may have"
+        ));
+    }
     let mut parser = Parser::new(&dialect)
         .try_with_sql(text)
         .map_err(parse_message)?;
@@ -93,16 +104,6 @@ pub(super) fn compile(text: &str) -> Result<Node, String> {
             "unexpected '{}' after the expression{}",
             next.token,
             at(next.span.start)
-        ));
-    }
-    let tokens = parser.into_tokens();
-    let n = tokens
-        .iter()
-        .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF))
-        .count();
-    if n > MAX_TOKENS {
-        return Err(format!(
-            "expression has {n} tokens, more than the {MAX_TOKENS} a filter may have"
         ));
     }
     let mut c = Compiler {
@@ -146,20 +147,16 @@ impl Compiler<'_> {
         let (n, ty) = self.expr(e)?;
         match ty {
             Ty::Bool | Ty::Null => Ok(n),
-            _ => Err(format!(
-                "expected a condition, found {} '{}'{}",
-                ty.name(),
-                snippet(e),
-                at(e.span().start)
-            )),
+            _ => Err(not_a_condition(e, ty)),
         }
     }
 
+    // The recursion goes expr → expr_inner → one small method per kind of expression
+    // → expr: error messages are built in separate cold functions so that these
+    // frames stay small in unoptimised builds too.
     fn expr(&mut self, e: &Expr) -> Result<Typed, String> {
         if self.depth >= MAX_DEPTH {
-            return Err(format!(
-                "expression nested more than {MAX_DEPTH} levels deep"
-            ));
+            return Err(too_deep());
         }
         self.depth += 1;
         let out = self.expr_inner(e);
@@ -175,139 +172,164 @@ impl Compiler<'_> {
             Expr::Value(v) => literal(&v.value, v.span.start),
             Expr::UnaryOp { op, expr } => self.unary(*op, expr),
             Expr::BinaryOp { left, op, right } => self.binary(e, left, op, right),
-            Expr::IsNull(x) | Expr::IsNotNull(x) => {
-                let (n, _) = self.expr(x)?;
-                let negated = matches!(e, Expr::IsNotNull(_));
-                Ok((Node::IsNull(Box::new(n), negated), Ty::Bool))
-            }
-            Expr::IsTrue(x)
-            | Expr::IsNotTrue(x)
-            | Expr::IsFalse(x)
-            | Expr::IsNotFalse(x)
-            | Expr::IsUnknown(x)
-            | Expr::IsNotUnknown(x) => {
-                let n = self.condition(x)?;
-                let (what, negated) = match e {
-                    Expr::IsTrue(_) => (Some(true), false),
-                    Expr::IsNotTrue(_) => (Some(true), true),
-                    Expr::IsFalse(_) => (Some(false), false),
-                    Expr::IsNotFalse(_) => (Some(false), true),
-                    Expr::IsUnknown(_) => (None, false),
-                    _ => (None, true),
-                };
-                let e = Box::new(n);
-                Ok((Node::Is { e, what, negated }, Ty::Bool))
-            }
-            Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => {
-                let mut ops = self.operands(&[a, b])?;
-                let negated = matches!(e, Expr::IsNotDistinctFrom(..));
-                let (b, a) = (pop(&mut ops)?, pop(&mut ops)?);
-                Ok((
-                    Node::Distinct(Box::new(a), Box::new(b), negated),
-                    Ty::Bool,
-                ))
-            }
+            Expr::IsNull(x) => self.is_null(x, false),
+            Expr::IsNotNull(x) => self.is_null(x, true),
+            Expr::IsTrue(x) => self.is(x, Some(true), false),
+            Expr::IsNotTrue(x) => self.is(x, Some(true), true),
+            Expr::IsFalse(x) => self.is(x, Some(false), false),
+            Expr::IsNotFalse(x) => self.is(x, Some(false), true),
+            Expr::IsUnknown(x) => self.is(x, None, false),
+            Expr::IsNotUnknown(x) => self.is(x, None, true),
+            Expr::IsDistinctFrom(a, b) => self.distinct(a, b, false),
+            Expr::IsNotDistinctFrom(a, b) => self.distinct(a, b, true),
             Expr::In {
                 expr,
-                target,
+                target: InTarget::List(list),
                 negated,
-                global,
-            } => {
-                let InTarget::List(list) = target else {
-                    return Err(format!(
-                        "IN takes a list of values; subqueries and tables are not supported{}",
-                        at(self.after(expr.span().end))
-                    ));
-                };
-                if *global {
-                    return Err(format!("GLOBAL IN is not supported{}", at(e.span().start)));
-                }
-                let mut all: Vec<&Expr> = vec![expr];
-                all.extend(list.iter());
-                let mut ops = self.operands(&all)?;
-                let e = Box::new(ops.remove(0));
-                let list = ops.into();
-                let negated = *negated;
-                Ok((Node::In { e, list, negated }, Ty::Bool))
-            }
+                global: false,
+            } => self.in_list(expr, list, *negated),
             Expr::Between {
                 expr,
                 negated,
                 low,
                 high,
-            } => {
-                let mut ops = self.operands(&[expr, low, high])?;
-                let (hi, lo, e) = (pop(&mut ops)?, pop(&mut ops)?, pop(&mut ops)?);
-                Ok((
-                    Node::Between {
-                        e: Box::new(e),
-                        lo: Box::new(lo),
-                        hi: Box::new(hi),
-                        negated: *negated,
-                    },
-                    Ty::Bool,
-                ))
-            }
+            } => self.between(expr, low, high, *negated),
             Expr::Like {
                 negated,
-                any,
+                any: false,
                 expr,
                 pattern,
                 escape_char,
-            }
-            | Expr::ILike {
+            } => self.like(expr, pattern, escape_char.as_deref(), false, *negated),
+            Expr::ILike {
                 negated,
-                any,
+                any: false,
                 expr,
                 pattern,
                 escape_char,
-            } => {
-                let fold = matches!(e, Expr::ILike { .. });
-                let word = if fold { "ILIKE" } else { "LIKE" };
-                if *any {
-                    return Err(format!(
-                        "{word} ANY is not supported{}",
-                        at(self.after(expr.span().end))
-                    ));
-                }
-                self.like(expr, pattern, escape_char.as_deref(), fold, *negated, word)
-            }
+            } => self.like(expr, pattern, escape_char.as_deref(), true, *negated),
             Expr::Function(f) => self.function(f),
-            Expr::SimilarTo { expr, .. } => Err(format!(
+            other => Err(self.unsupported(other)),
+        }
+    }
+
+    fn is_null(&mut self, x: &Expr, negated: bool) -> Result<Typed, String> {
+        let (n, _) = self.expr(x)?;
+        Ok((Node::IsNull(Box::new(n), negated), Ty::Bool))
+    }
+
+    fn is(&mut self, x: &Expr, what: Option<bool>, negated: bool) -> Result<Typed, String> {
+        let e = Box::new(self.condition(x)?);
+        Ok((Node::Is { e, what, negated }, Ty::Bool))
+    }
+
+    fn distinct(&mut self, a: &Expr, b: &Expr, negated: bool) -> Result<Typed, String> {
+        let mut ops = self.operands(&[a, b])?;
+        let (b, a) = (pop(&mut ops)?, pop(&mut ops)?);
+        Ok((Node::Distinct(Box::new(a), Box::new(b), negated), Ty::Bool))
+    }
+
+    fn in_list(&mut self, e: &Expr, list: &[Expr], negated: bool) -> Result<Typed, String> {
+        let mut all: Vec<&Expr> = Vec::with_capacity(list.len() + 1);
+        all.push(e);
+        all.extend(list.iter());
+        let mut ops = self.operands(&all)?.into_iter();
+        let e = Box::new(ops.next().ok_or_else(missing_operand)?);
+        let list = ops.collect();
+        Ok((Node::In { e, list, negated }, Ty::Bool))
+    }
+
+    fn between(&mut self, e: &Expr, lo: &Expr, hi: &Expr, negated: bool) -> Result<Typed, String> {
+        let mut ops = self.operands(&[e, lo, hi])?;
+        let (hi, lo, e) = (pop(&mut ops)?, pop(&mut ops)?, pop(&mut ops)?);
+        let node = Node::Between {
+            e: Box::new(e),
+            lo: Box::new(lo),
+            hi: Box::new(hi),
+            negated,
+        };
+        Ok((node, Ty::Bool))
+    }
+
+    /// The error for an expression the filter does not support.
+    #[cold]
+    #[inline(never)]
+    fn unsupported(&self, e: &Expr) -> String {
+        match e {
+            Expr::In { expr, global, .. } => {
+                if *global {
+                    format!("GLOBAL IN is not supported{}", at(e.span().start))
+                } else {
+                    format!(
+                        "IN takes a list of values; subqueries and tables are not supported{}",
+                        at(self.after(expr.span().end))
+                    )
+                }
+            }
+            Expr::Like { expr, .. } => {
+                format!(
+                    "LIKE ANY is not supported{}",
+                    at(self.after(expr.span().end))
+                )
+            }
+            Expr::ILike { expr, .. } => {
+                format!(
+                    "ILIKE ANY is not supported{}",
+                    at(self.after(expr.span().end))
+                )
+            }
+            Expr::SimilarTo { expr, .. } => format!(
                 "unsupported operator 'SIMILAR TO'{}",
                 at(self.after(expr.span().end))
-            )),
-            Expr::RLike { expr, regexp, .. } => Err(format!(
+            ),
+            Expr::RLike { expr, regexp, .. } => format!(
                 "unsupported operator '{}'{}",
                 if *regexp { "REGEXP" } else { "RLIKE" },
                 at(self.after(expr.span().end))
-            )),
-            Expr::AnyOp { left, .. } | Expr::AllOp { left, .. } => Err(format!(
+            ),
+            Expr::AnyOp { left, .. } | Expr::AllOp { left, .. } => format!(
                 "ANY / ALL comparisons are not supported{}",
                 at(self.after(left.span().end))
-            )),
-            Expr::Subquery(_) | Expr::Exists { .. } => Err(format!(
-                "subqueries are not supported{}",
-                at(e.span().start)
-            )),
-            Expr::Cast { .. } => Err(format!(
+            ),
+            Expr::Subquery(_) | Expr::Exists { .. } => {
+                format!("subqueries are not supported{}", at(e.span().start))
+            }
+            Expr::Cast { .. } => format!(
                 "casts are not supported ('{}'){}",
                 snippet(e),
                 at(e.span().start)
-            )),
-            Expr::Case { .. } => Err(format!("CASE is not supported{}", at(e.span().start))),
-            Expr::CompoundFieldAccess { root, .. } => Err(format!(
+            ),
+            Expr::Case { .. } => format!("CASE is not supported{}", at(e.span().start)),
+            Expr::CompoundFieldAccess { root, .. } => format!(
                 "subscripts are not supported ('{}'{}); write struct fields with dots \
                  (user_identity.arn) and JSON access with -> and ->>",
                 snippet(e),
                 at(self.after(root.span().end))
-            )),
-            other => Err(format!(
+            ),
+            other => format!(
                 "unsupported expression '{}'{}",
                 snippet(other),
                 at(other.span().start)
-            )),
+            ),
         }
+    }
+
+    /// The error for an operator the filter does not support, found after `left` (a
+    /// binary operator) or before `operand` (a unary one).
+    #[cold]
+    #[inline(never)]
+    fn unsupported_operator(
+        &self,
+        op: &dyn std::fmt::Display,
+        left: Option<&Expr>,
+        operand: &Expr,
+        note: &str,
+    ) -> String {
+        let loc = match left {
+            Some(l) => self.after(l.span().end),
+            None => self.before(operand.span().start),
+        };
+        format!("unsupported operator '{op}'{}{note}", at(loc))
     }
 
     fn column(&mut self, ids: &[Ident]) -> Result<Typed, String> {
@@ -363,15 +385,14 @@ impl Compiler<'_> {
                     let v = if op == UnaryOperator::Minus { -v } else { v };
                     Ok((Node::Lit(Lit::Num(v)), Ty::Num))
                 }
-                _ => Err(format!(
-                    "unsupported operator '{op}'{}: only number literals take a sign",
-                    at(self.before(x.span().start))
+                _ => Err(self.unsupported_operator(
+                    &op,
+                    None,
+                    x,
+                    ": only number literals take a sign",
                 )),
             },
-            other => Err(format!(
-                "unsupported operator '{other}'{}",
-                at(self.before(x.span().start))
-            )),
+            other => Err(self.unsupported_operator(&other, None, x, "")),
         }
     }
 
@@ -392,18 +413,11 @@ impl Compiler<'_> {
             BinaryOperator::LtEq => CmpOp::Le,
             BinaryOperator::Gt => CmpOp::Gt,
             BinaryOperator::GtEq => CmpOp::Ge,
-            BinaryOperator::Arrow | BinaryOperator::LongArrow => {
-                return self.json(left, right, op == &BinaryOperator::LongArrow);
-            }
+            BinaryOperator::Arrow | BinaryOperator::LongArrow => return self.json(whole),
             BinaryOperator::PGStartsWith => {
                 return self.str2(StrFn::StartsWith, left, right, "^@");
             }
-            other => {
-                return Err(format!(
-                    "unsupported operator '{other}'{}",
-                    at(self.after(left.span().end))
-                ));
-            }
+            other => return Err(self.unsupported_operator(other, Some(left), right, "")),
         };
         let mut ops = self.operands(&[left, right])?;
         let (b, a) = (pop(&mut ops)?, pop(&mut ops)?);
@@ -426,8 +440,7 @@ impl Compiler<'_> {
                     rights.push(right);
                     cur = left;
                 }
-                Expr::Nested(inner)
-                    if matches!(&**inner, Expr::BinaryOp { op, .. } if *op == want) =>
+                Expr::Nested(inner) if matches!(&**inner, Expr::BinaryOp { op, .. } if *op == want) =>
                 {
                     cur = inner;
                 }
@@ -462,6 +475,9 @@ impl Compiler<'_> {
             .map_or(Ty::Null, |(_, t)| *t);
         // A struct compares with nothing but NULL.
         let struct_ok = typed.iter().filter(|(_, t)| *t != Ty::Null).count() <= 1;
+        if !struct_ok && let Some(err) = struct_compared(&typed, exprs) {
+            return Err(err);
+        }
         let mut out = Vec::with_capacity(typed.len());
         for ((n, t), e) in typed.into_iter().zip(exprs) {
             out.push(coerce(n, t, target, struct_ok, e.span().start)?);
@@ -469,57 +485,96 @@ impl Compiler<'_> {
         Ok(out)
     }
 
-    fn json(&mut self, left: &Expr, right: &Expr, text: bool) -> Result<Typed, String> {
-        let op = if text { "->>" } else { "->" };
-        let op_at = at(self.after(left.span().end));
-        let (base, _) = self.expr(left)?;
-        let (col, mut steps) = match base {
-            Node::Col(c) if c.kind == Kind::Json => (c, Vec::new()),
-            Node::Json {
-                col,
-                steps,
-                text: false,
-            } => (col, steps.into_vec()),
-            Node::Json { text: true, .. } => {
-                return Err(format!(
-                    "'{op}'{op_at} applied to the text that ->> returns; use -> for \
-                     every step but the last"
-                ));
-            }
-            Node::Col(c) => {
-                return Err(format!(
-                    "'{op}'{op_at} applies to JSON columns (request_parameters, \
-                     response_elements, additional_event_data, resources, \
-                     service_event_details, …), not to {}",
-                    c.name
-                ));
-            }
-            _ => {
-                return Err(format!(
-                    "'{op}'{op_at} applies to JSON columns, not to '{}'",
-                    snippet(left)
-                ));
-            }
+    /// `col -> k1 -> … ->> kn`: the chain is walked without recursion, then the base
+    /// column compiled once.
+    fn json(&mut self, whole: &Expr) -> Result<Typed, String> {
+        let arrow = |e: &Expr| {
+            matches!(
+                e,
+                Expr::BinaryOp {
+                    op: BinaryOperator::Arrow | BinaryOperator::LongArrow,
+                    ..
+                }
+            )
         };
-        let loc = right.span().start;
-        match json_key(right) {
-            Some(Ok(Some(more))) => steps.extend(more),
-            Some(Ok(None)) => return Ok((Node::Lit(Lit::Null), Ty::Null)),
-            Some(Err(m)) => return Err(format!("{m}{}", at(loc))),
-            None => {
-                return Err(format!(
-                    "the right side of '{op}'{} must be a string key, a JSON path ('$.a.b'), \
-                     a JSON pointer ('/a/b') or an integer index",
-                    at(loc)
-                ));
+        // (is ->>, left operand, right operand), last step first.
+        let mut ops: Vec<(bool, &Expr, &Expr)> = Vec::new();
+        let mut cur = whole;
+        loop {
+            match cur {
+                Expr::BinaryOp { left, op, right } if arrow(cur) => {
+                    ops.push((*op == BinaryOperator::LongArrow, left, right));
+                    cur = left;
+                }
+                Expr::Nested(inner) if arrow(inner) => cur = inner,
+                _ => break,
             }
         }
+        ops.reverse();
+        let Some(&(first_text, first_left, _)) = ops.first() else {
+            return Err(missing_operand());
+        };
+        let (base, _) = self.expr(cur)?;
+        let col = match base {
+            Node::Col(c) if c.kind == Kind::Json => c,
+            other => return Err(self.not_json(first_text, first_left, &other)),
+        };
+        let mut steps = Vec::new();
+        let mut null = false;
+        let last = ops.len() - 1;
+        for (i, &(text, left, right)) in ops.iter().enumerate() {
+            if text && i != last {
+                return Err(self.text_step(left));
+            }
+            match json_key(right) {
+                Some(Ok(Some(more))) => steps.extend(more),
+                Some(Ok(None)) => null = true,
+                Some(Err(m)) => return Err(format!("{m}{}", at(right.span().start))),
+                None => return Err(bad_json_key(text, right)),
+            }
+        }
+        if null {
+            return Ok((Node::Lit(Lit::Null), Ty::Null));
+        }
+        let text = ops[last].0;
         let node = Node::Json {
             col,
             steps: steps.into(),
             text,
         };
         Ok((node, Ty::Str))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn not_json(&self, text: bool, left: &Expr, base: &Node) -> String {
+        let op = if text { "->>" } else { "->" };
+        let op_at = at(self.after(left.span().end));
+        match base {
+            Node::Col(c) => format!(
+                "'{op}'{op_at} applies to JSON columns (request_parameters, \
+                 response_elements, additional_event_data, resources, \
+                 service_event_details, …), not to {}",
+                c.name
+            ),
+            _ => format!(
+                "'{op}'{op_at} applies to JSON columns, not to '{}'",
+                snippet(left)
+            ),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn text_step(&self, left: &Expr) -> String {
+        // The operator after this step's left side is the `->>`; the error is about
+        // the operator that follows it.
+        let next = self.after(left.span().end);
+        format!(
+            "'->>'{} returns text, which -> and ->> do not read; use -> for every \
+             step but the last",
+            at(next)
+        )
     }
 
     fn like(
@@ -529,8 +584,8 @@ impl Compiler<'_> {
         escape: Option<&Expr>,
         fold: bool,
         negated: bool,
-        word: &str,
     ) -> Result<Typed, String> {
+        let word = if fold { "ILIKE" } else { "LIKE" };
         let (n, ty) = self.expr(expr)?;
         if !matches!(ty, Ty::Str | Ty::Null) {
             return Err(format!(
@@ -636,14 +691,17 @@ impl Compiler<'_> {
             && f.null_treatment.is_none()
             && f.over.is_none();
         let args: Option<Vec<&Expr>> = match &f.args {
-            FunctionArguments::List(l) if plain && l.duplicate_treatment.is_none() && l.clauses.is_empty() => l
-                .args
-                .iter()
-                .map(|a| match a {
-                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
-                    _ => None,
-                })
-                .collect(),
+            FunctionArguments::List(l)
+                if plain && l.duplicate_treatment.is_none() && l.clauses.is_empty() =>
+            {
+                l.args
+                    .iter()
+                    .map(|a| match a {
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                        _ => None,
+                    })
+                    .collect()
+            }
             _ => None,
         };
         let Some(args) = args else {
@@ -689,8 +747,58 @@ impl Compiler<'_> {
     }
 }
 
+#[cold]
+#[inline(never)]
+fn bad_json_key(text: bool, right: &Expr) -> String {
+    format!(
+        "the right side of '{}'{} must be a string key, a JSON path ('$.a.b'), a JSON \
+         pointer ('/a/b') or an integer index",
+        if text { "->>" } else { "->" },
+        at(right.span().start)
+    )
+}
+
+fn missing_operand() -> String {
+    "internal: missing operand".to_string()
+}
+
 fn pop(v: &mut Vec<Node>) -> Result<Node, String> {
-    v.pop().ok_or_else(|| "internal: missing operand".to_string())
+    v.pop().ok_or_else(missing_operand)
+}
+
+#[cold]
+#[inline(never)]
+fn not_a_condition(e: &Expr, ty: Ty) -> String {
+    format!(
+        "expected a condition, found {} '{}'{}",
+        ty.name(),
+        snippet(e),
+        at(e.span().start)
+    )
+}
+
+#[cold]
+#[inline(never)]
+fn too_deep() -> String {
+    format!("expression nested more than {MAX_DEPTH} levels deep")
+}
+
+/// The error for a struct column compared with a value.
+#[cold]
+#[inline(never)]
+fn struct_compared(typed: &[Typed], exprs: &[&Expr]) -> Option<String> {
+    typed
+        .iter()
+        .zip(exprs)
+        .find_map(|((n, t), e)| match (n, t) {
+            (Node::Col(c), Ty::Struct) => Some(format!(
+                "{} is a STRUCT{}; compare one of its fields (user_identity.arn, \
+             tls_details.tls_version, …) or test it with IS NULL",
+                c.name,
+                at(e.span().start)
+            )),
+            _ => None,
+        })
 }
 
 /// The literal an expression is, if it is one.
@@ -747,7 +855,12 @@ fn coerce(n: Node, ty: Ty, target: Ty, struct_ok: bool, loc: Location) -> Result
         let converted = match target {
             Ty::Bool => bool_literal(s).map(Lit::Bool),
             Ty::Ts => timestamp_literal(s).map(Lit::Ts),
-            Ty::Num => s.trim().parse::<f64>().ok().filter(|v| v.is_finite()).map(Lit::Num),
+            Ty::Num => s
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .map(Lit::Num),
             _ => None,
         };
         return match (converted, target) {

@@ -167,7 +167,8 @@ fn step<'t, 'i>(v: Value<'t, 'i>, s: &Step) -> Option<Value<'t, 'i>> {
         Step::Index(i) => {
             let a = v.as_array()?;
             let idx = if *i < 0 {
-                a.len().checked_sub(usize::try_from(i.unsigned_abs()).ok()?)?
+                a.len()
+                    .checked_sub(usize::try_from(i.unsigned_abs()).ok()?)?
             } else {
                 usize::try_from(*i).ok()?
             };

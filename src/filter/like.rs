@@ -170,11 +170,15 @@ mod tests {
     use super::Pattern;
 
     fn like(text: &str, pat: &str) -> bool {
-        Pattern::new(pat, None, false).expect("pattern").matches(text)
+        Pattern::new(pat, None, false)
+            .expect("pattern")
+            .matches(text)
     }
 
     fn ilike(text: &str, pat: &str) -> bool {
-        Pattern::new(pat, None, true).expect("pattern").matches(text)
+        Pattern::new(pat, None, true)
+            .expect("pattern")
+            .matches(text)
     }
 
     #[test]
@@ -207,7 +211,11 @@ mod tests {
         let p = Pattern::new("a!!_", Some('!'), false).expect("pattern");
         assert!(p.matches("a!x"));
         // An escaped ordinary character is itself.
-        assert!(Pattern::new("a!b", Some('!'), false).expect("p").matches("ab"));
+        assert!(
+            Pattern::new("a!b", Some('!'), false)
+                .expect("p")
+                .matches("ab")
+        );
         // No default escape: a backslash is literal.
         assert!(like("a\\%", "a\\%"));
         assert!(!like("a%", "a\\%"));

@@ -55,7 +55,10 @@
 //!   object key (exact and case-sensitive), an integer array index (negative counts from
 //!   the end), a JSONPath (`'$.a.b[0]'`, `'$[#-1]'`; no wildcards) or a JSON pointer
 //!   (`'/a/0'`). A JSON column compared directly (`request_parameters like '%x%'`) is its
-//!   JSON text.
+//!   JSON text. `->` and `->>` bind tighter than comparisons and read left to right
+//!   (PostgreSQL's precedence, which sqlparser follows); DuckDB binds `->` more loosely,
+//!   so a filter meant to be pasted into DuckDB parenthesises each `->` step:
+//!   `((resources -> 0) ->> 'ARN') like 'arn:aws:s3:::%'`.
 //! - Structs: `user_identity`, `tls_details` and their fields with dots:
 //!   `user_identity.arn`, `user_identity.session_context.session_issuer.user_name`,
 //!   `tls_details.tls_version`. A struct itself takes only `IS [NOT] NULL` (NULL when

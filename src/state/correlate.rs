@@ -76,7 +76,7 @@ impl Default for Limits {
             allowed_lateness: 5 * 60_000_000,
             max_groups: 1_000_000,
             max_events_per_group: 10_000,
-            max_state_events: 4_000_000,
+            max_state_events: 2_000_000,
         }
     }
 }
@@ -391,7 +391,8 @@ impl Engine {
         let rt = &mut self.rts[d];
         let g = Group {
             key,
-            entries: VecDeque::new(),
+            // Most groups hold one or two events: grow from one, not from four.
+            entries: VecDeque::with_capacity(1),
             newest: i64::MIN,
             anchor: None,
             last: None,

@@ -42,10 +42,10 @@ impl Dedup {
     pub fn is_repeat(&mut self, key: u64, time: i64) -> bool {
         self.newest = self.newest.max(time);
         let horizon = self.newest.saturating_sub(self.window);
-        if let Some(&t) = self.seen.get(&key) {
-            if t >= horizon {
-                return true;
-            }
+        if let Some(&t) = self.seen.get(&key)
+            && t >= horizon
+        {
+            return true;
         }
         self.seen.insert(key, time);
         self.order.push_back((key, time));

@@ -1,0 +1,301 @@
+//! JSONPath field selectors (`$.resources[*].ARN`), a trailhound extension usable in
+//! detection keys, `fields:`, `group-by`, `suppress.by` — anywhere a field name goes.
+//!
+//! Every selector is parsed and validated with `jsonpath-rust` (RFC 9535 syntax), so a
+//! malformed one is a rule error. Selectors made only of member names, indices and
+//! `[*]` — the common case, e.g. `$.requestParameters.ipPermissions.items[*].ipRanges.items[*].cidrIp`
+//! — compile to an ordinary [`FieldPath`] and cost what a dotted field costs: `[*]` is
+//! the fan-out over arrays a dotted path already does. Anything else (`..` descent,
+//! `.*` / `[*]` over objects, filters `[?@.x == 'y']`, slices, unions) is evaluated by
+//! `jsonpath-rust` on a `serde_json` copy of the value, and the nodes it selects are
+//! then read from the record itself, so every Sigma modifier applies unchanged. That
+//! copy costs a few microseconds per record tested; keep such selectors behind an
+//! `eventName` selection, which the rule index uses to skip most records.
+//!
+//! Member names in a selector are matched like dotted fields: exact key first, then
+//! ASCII case-insensitive (docs/records.md); the evaluated forms match exactly, as
+//! RFC 9535 says.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use simd_json::prelude::Writable;
+use simd_json::tape::Value;
+
+use super::path::{FieldPath, PathError, Segment};
+
+/// A selector evaluated by `jsonpath-rust`.
+#[derive(Debug)]
+pub struct Query {
+    text: Box<str>,
+    query: jsonpath_rust::parser::model::JpQuery,
+}
+
+impl PartialEq for Query {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Query {}
+
+impl std::hash::Hash for Query {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
+}
+
+impl Query {
+    /// The selector as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Calls `f` with every node the query selects below `value`.
+    pub fn for_each<'t, 'i, F>(&self, value: Value<'t, 'i>, f: &mut F) -> ControlFlow<()>
+    where
+        F: FnMut(Value<'t, 'i>) -> ControlFlow<()>,
+    {
+        let mut buf = Vec::new();
+        if value.write(&mut buf).is_err() {
+            return ControlFlow::Continue(());
+        }
+        let Ok(json) = serde_json::from_slice::<serde_json::Value>(&buf) else {
+            return ControlFlow::Continue(());
+        };
+        let Ok(found) = jsonpath_rust::query::js_path_process(&self.query, &json) else {
+            return ControlFlow::Continue(());
+        };
+        for r in found {
+            if let Some(steps) = parse_normalized(&r.path)
+                && let Some(v) = exact(value, &steps)
+            {
+                f(v)?;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// One step of a normalized path (`$['a'][0]`).
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// Parses the normalized paths `jsonpath-rust` reports: `$` then `['name']` or `[N]`.
+fn parse_normalized(p: &str) -> Option<Vec<Step>> {
+    let mut chars = p.strip_prefix('$')?.chars().peekable();
+    let mut out = Vec::new();
+    while let Some(c) = chars.next() {
+        if c != '[' {
+            return None;
+        }
+        if chars.peek() == Some(&'\'') {
+            chars.next();
+            let mut key = String::new();
+            loop {
+                match chars.next()? {
+                    '\'' => break,
+                    '\\' => match chars.next()? {
+                        'b' => key.push('\u{8}'),
+                        'f' => key.push('\u{c}'),
+                        'n' => key.push('\n'),
+                        'r' => key.push('\r'),
+                        't' => key.push('\t'),
+                        'u' => {
+                            let hex: String = (0..4).filter_map(|_| chars.next()).collect();
+                            key.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                        }
+                        other => key.push(other),
+                    },
+                    other => key.push(other),
+                }
+            }
+            if chars.next()? != ']' {
+                return None;
+            }
+            out.push(Step::Key(key));
+        } else {
+            let mut digits = String::new();
+            loop {
+                match chars.next()? {
+                    ']' => break,
+                    d if d.is_ascii_digit() => digits.push(d),
+                    _ => return None,
+                }
+            }
+            out.push(Step::Index(digits.parse().ok()?));
+        }
+    }
+    Some(out)
+}
+
+/// Follows exact steps (first key of that name, as serde_json keeps it).
+fn exact<'t, 'i>(mut v: Value<'t, 'i>, steps: &[Step]) -> Option<Value<'t, 'i>> {
+    for s in steps {
+        v = match s {
+            Step::Index(i) => v.as_array()?.get(*i)?,
+            Step::Key(k) => {
+                let obj = v.as_object()?;
+                // serde_json keeps the last of repeated keys.
+                let mut found = None;
+                for (key, val) in obj.iter() {
+                    if key == k.as_str() {
+                        found = Some(val);
+                    }
+                }
+                found?
+            }
+        };
+    }
+    Some(v)
+}
+
+/// Compiles a `$`-selector: a plain [`FieldPath`] when it can be one.
+pub fn compile(text: &str) -> Result<FieldPath, PathError> {
+    let query = jsonpath_rust::parser::parse_json_path(text).map_err(|e| PathError::JsonPath {
+        path: text.into(),
+        message: e.to_string(),
+    })?;
+    if let Some(segments) = simple_segments(text) {
+        if segments.is_empty() {
+            return Err(PathError::JsonPath {
+                path: text.into(),
+                message: "selects the whole record; name a field".into(),
+            });
+        }
+        return Ok(FieldPath::from_segments(text, segments));
+    }
+    let q = Arc::new(Query {
+        text: text.into(),
+        query,
+    });
+    Ok(FieldPath::from_segments(text, vec![Segment::Query(q)]))
+}
+
+/// `$.a.b[0]['c d'][*]` → segments, or `None` when the selector needs the evaluator.
+/// `[*]` is dropped: a path fans out over arrays by itself. (On an object `[*]` would
+/// mean every member, so a `[*]` that is not followed by more steps, or any `.*`,
+/// goes to the evaluator.)
+fn simple_segments(text: &str) -> Option<Vec<Segment>> {
+    let b = text.as_bytes();
+    let mut i = 1; // after '$'
+    let mut out = Vec::new();
+    let mut trailing_star = false;
+    while i < b.len() {
+        trailing_star = false;
+        match b[i] {
+            b'.' => {
+                i += 1;
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'-' || b[i] >= 0x80) {
+                    i += 1;
+                }
+                if i == start {
+                    return None; // `..` or `.*`
+                }
+                out.push(Segment::Key(text[start..i].into()));
+            }
+            b'[' => {
+                let close = i + text[i..].find(']')?;
+                let inner = text[i + 1..close].trim();
+                if inner == "*" {
+                    trailing_star = true;
+                } else if inner.bytes().all(|c| c.is_ascii_digit()) && !inner.is_empty() {
+                    let n: usize = inner.parse().ok()?;
+                    out.push(Segment::Index(n, inner.into()));
+                } else if let Some(name) = quoted(inner) {
+                    out.push(Segment::Key(name.into()));
+                } else {
+                    return None;
+                }
+                i = close + 1;
+            }
+            _ => return None,
+        }
+    }
+    if trailing_star {
+        return None;
+    }
+    Some(out)
+}
+
+/// The name inside `'…'` or `"…"` without escapes.
+fn quoted(s: &str) -> Option<&str> {
+    let inner = s
+        .strip_prefix('\'')
+        .and_then(|r| r.strip_suffix('\''))
+        .or_else(|| s.strip_prefix('"').and_then(|r| r.strip_suffix('"')))?;
+    (!inner.contains(['\\', '\'', '"', ']'])).then_some(inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::RecordParser;
+
+    fn values(sel: &str, rec: &str) -> Vec<String> {
+        let p = compile(sel).expect("compiles");
+        let mut parser = RecordParser::new();
+        let mut out = Vec::new();
+        parser.parse(rec.as_bytes(), |r| {
+            let root = r.expect("json");
+            let _ = p.for_each(root, &mut |v| {
+                let mut b = Vec::new();
+                let _ = v.write(&mut b);
+                out.push(String::from_utf8_lossy(&b).into_owned());
+                ControlFlow::Continue(())
+            });
+        });
+        out
+    }
+
+    const SG: &str = r#"{"eventName":"AuthorizeSecurityGroupIngress","requestParameters":{"groupId":"sg-1","ipPermissions":{"items":[{"ipProtocol":"tcp","ipRanges":{"items":[{"cidrIp":"0.0.0.0/0"},{"cidrIp":"10.0.0.0/8"}]}},{"ipProtocol":"udp","ipRanges":{"items":[{"cidrIp":"192.168.0.0/16"}]}}]}},"resources":[{"ARN":"arn:a"},{"ARN":"arn:b"}]}"#;
+
+    #[test]
+    fn simple_selectors_become_plain_paths() {
+        for (sel, plain) in [
+            ("$.resources[*].ARN", true),
+            ("$.requestParameters.ipPermissions.items[*].ipRanges.items[*].cidrIp", true),
+            ("$.resources[0].ARN", true),
+            ("$['requestParameters']['groupId']", true),
+            ("$..cidrIp", false),
+            ("$.requestParameters.ipPermissions.items[?@.ipProtocol == 'udp'].ipRanges.items[*].cidrIp", false),
+            ("$.resources[*]", false),
+        ] {
+            let p = compile(sel).expect(sel);
+            let is_plain = !p.segments().iter().any(|s| matches!(s, Segment::Query(_)));
+            assert_eq!(is_plain, plain, "{sel}");
+        }
+    }
+
+    #[test]
+    fn selectors_select_the_values_jsonpath_defines() {
+        assert_eq!(values("$.resources[*].ARN", SG), ["\"arn:a\"", "\"arn:b\""]);
+        assert_eq!(values("$.resources[1].ARN", SG), ["\"arn:b\""]);
+        assert_eq!(
+            values("$.requestParameters.ipPermissions.items[*].ipRanges.items[*].cidrIp", SG),
+            ["\"0.0.0.0/0\"", "\"10.0.0.0/8\"", "\"192.168.0.0/16\""]
+        );
+        assert_eq!(
+            values("$..cidrIp", SG),
+            ["\"0.0.0.0/0\"", "\"10.0.0.0/8\"", "\"192.168.0.0/16\""]
+        );
+        assert_eq!(
+            values(
+                "$.requestParameters.ipPermissions.items[?@.ipProtocol == 'udp'].ipRanges.items[*].cidrIp",
+                SG
+            ),
+            ["\"192.168.0.0/16\""]
+        );
+        assert_eq!(values("$.nothing[*].here", SG), Vec::<String>::new());
+    }
+
+    #[test]
+    fn malformed_selectors_are_errors() {
+        for bad in ["$.a[", "$.a[?@.x ==]", "$$", "$"] {
+            assert!(compile(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -7,8 +7,15 @@ use std::io::{BufWriter, Write};
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
-    let records: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000_000);
-    let keys: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000).max(1);
+    let records: u64 = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000_000);
+    let keys: u64 = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000)
+        .max(1);
     let out = std::io::stdout();
     let mut w = BufWriter::with_capacity(1 << 20, out.lock());
     let base = 1_717_236_000u64; // 2024-06-01T10:00:00Z

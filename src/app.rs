@@ -206,14 +206,15 @@ pub fn detect(args: &DetectArgs, shutdown: Arc<AtomicBool>) -> Result<i32, AppEr
         .or(file.filter_applies_to)
         .unwrap_or(crate::config::FilterAppliesTo::Archive)
         == crate::config::FilterAppliesTo::Both;
-    let duration = |flag: Option<&String>, key: &str, file_value: Option<&String>, default: i64| {
-        match flag.or(file_value) {
+    let duration =
+        |flag: Option<&String>, key: &str, file_value: Option<&String>, default: i64| match flag
+            .or(file_value)
+        {
             None => Ok(default),
             Some(s) => crate::config::parse_duration(s)
                 .map(|d| d.as_micros() as i64)
                 .ok_or_else(|| config_err(format!("{key}: {s:?} is not a duration (e.g. 15m)"))),
-        }
-    };
+        };
     let dedup_file = file.dedup.as_ref();
     let corr_file = file.correlation.as_ref();
     let dedup_on = !args.no_dedup && dedup_file.and_then(|d| d.enabled).unwrap_or(true);
@@ -318,6 +319,17 @@ pub fn detect(args: &DetectArgs, shutdown: Arc<AtomicBool>) -> Result<i32, AppEr
     };
     let mut summary = outcome.summary;
     summary.state = outcome.state;
+    if let Some(st) = &summary.state
+        && st.engine.late_events > 0
+    {
+        tracing::warn!(
+            "{} matches arrived more than the allowed lateness ({}) behind the newest event of their input and did not count in correlation windows; raise --allowed-lateness for inputs that are not in time order",
+            st.engine.late_events,
+            humantime::format_duration(std::time::Duration::from_micros(
+                cfg.state.limits.allowed_lateness.max(0) as u64
+            ))
+        );
+    }
     summary.inputs += missing.len() as u64;
     summary.inputs_failed += missing.len() as u64;
 

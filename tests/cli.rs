@@ -375,7 +375,11 @@ fn record_of_other_framings_is_the_source_record() {
     // A pretty-printed record is re-serialised on one line: equal as a JSON value.
     let out = detect::<&str>(&[], &pretty(&records_object(&c.records)));
     assert_eq!(single_record_keys(&out).len(), reference().0.len());
-    for f in out.findings().into_iter().filter(|f| f.get("correlation").is_none()) {
+    for f in out
+        .findings()
+        .into_iter()
+        .filter(|f| f.get("correlation").is_none())
+    {
         let src: Value = serde_json::from_slice(by_id[f["event"]["eventID"].as_str().expect("id")])
             .expect("json");
         assert_eq!(

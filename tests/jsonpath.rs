@@ -81,7 +81,8 @@ fn jsonpath_rule_matches_what_an_independent_walk_finds() {
     for f in &found {
         let rec = &f["record"];
         let all = cidrs(rec);
-        let field = &f["fields"]["$.requestParameters.ipPermissions.items[*].ipRanges.items[*].cidrIp"];
+        let field =
+            &f["fields"]["$.requestParameters.ipPermissions.items[*].ipRanges.items[*].cidrIp"];
         match all.len() {
             1 => assert_eq!(field, &Value::String(all[0].clone())),
             _ => assert_eq!(field, &serde_json::json!(all)),

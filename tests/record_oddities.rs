@@ -174,12 +174,12 @@ fn findings_report_odd_values_as_written() {
         finding(&found, "odd-eventname-number", 9)["event"]["eventName"],
         42
     );
-    // `fields:` takes the first value a path reaches.
+    // `fields:` carries every value a path reaches: one as itself, several as a list.
     let f = finding(&found, "odd-resources-any", 10);
     assert_eq!(
         f["fields"],
         serde_json::json!({
-            "resources.ARN": "arn:aws:s3:::trailhound-first-bucket",
+            "resources.ARN": ["arn:aws:s3:::trailhound-first-bucket", "arn:aws:s3:::trailhound-second-bucket/key.txt"],
             "resources.1.ARN": "arn:aws:s3:::trailhound-second-bucket/key.txt",
             "resources[1].type": "AWS::S3::Object",
         })

@@ -227,7 +227,11 @@ fn records_later_than_the_allowed_lateness_are_counted_not_used() {
     assert_eq!(f[0]["correlation"]["event_ids"], json!(["l1", "l2", "l4"]));
     let st = out.stats();
     assert_eq!(st["state"]["correlation_late_events"], 1, "{st}");
-    assert_eq!(stat(&st, "records_kept"), 4, "the late record is still kept");
+    assert_eq!(
+        stat(&st, "records_kept"),
+        4,
+        "the late record is still kept"
+    );
     // With a two-hour lateness the same record is used.
     let out = run_rules(dir.path(), COUNT3, &recs, &["--allowed-lateness", "2h"]);
     assert_eq!(out.stats()["state"]["correlation_late_events"], 0);
@@ -290,7 +294,11 @@ correlation:
         api("v5", 20, "ListBuckets", "alice"),
     ];
     let out = run_rules(dir.path(), rules, &recs, &[]);
-    assert!(out.findings().is_empty(), "three distinct: {:?}", out.findings());
+    assert!(
+        out.findings().is_empty(),
+        "three distinct: {:?}",
+        out.findings()
+    );
     let mut recs = recs;
     recs.push(api("v6", 25, "DescribeInstances", "alice"));
     let out = run_rules(dir.path(), rules, &recs, &[]);
@@ -377,10 +385,17 @@ correlation:
     let out = run_rules(dir.path(), rules, &recs, &[]);
     let f = out.findings();
     // Only the outermost correlation speaks; bob's success is its own finding.
-    assert_eq!(by_rule(&f, "20000000-0000-0000-0000-000000000030").len(), 1, "{f:?}");
+    assert_eq!(
+        by_rule(&f, "20000000-0000-0000-0000-000000000030").len(),
+        1,
+        "{f:?}"
+    );
     assert!(by_rule(&f, "20000000-0000-0000-0000-000000000031").is_empty());
     let top = by_rule(&f, "20000000-0000-0000-0000-000000000030")[0];
-    assert_eq!(top["correlation"]["event_ids"], json!(["c1", "c2", "c3", "c4"]));
+    assert_eq!(
+        top["correlation"]["event_ids"],
+        json!(["c1", "c2", "c3", "c4"])
+    );
     assert_eq!(top["correlation"]["event_count"], 4);
     assert_eq!(top["rule"]["level"], "critical");
     // Success before the failures: nothing.
@@ -427,7 +442,10 @@ correlation:
             json!({"eventSource": "iam.amazonaws.com", "requestParameters": {"userName": target}}),
         )
     };
-    let recs = vec![key("k1", 0, "admin", "mallory"), success("k2", 600, "mallory")];
+    let recs = vec![
+        key("k1", 0, "admin", "mallory"),
+        success("k2", 600, "mallory"),
+    ];
     let out = run_rules(dir.path(), rules, &recs, &[]);
     let f = by_rule(&out.findings(), "20000000-0000-0000-0000-000000000040")
         .into_iter()
@@ -435,7 +453,10 @@ correlation:
         .collect::<Vec<_>>();
     assert_eq!(f.len(), 1);
     assert_eq!(f[0]["correlation"]["group"]["target_user"], "mallory");
-    let recs = vec![key("k1", 0, "admin", "mallory"), success("k2", 600, "admin")];
+    let recs = vec![
+        key("k1", 0, "admin", "mallory"),
+        success("k2", 600, "admin"),
+    ];
     let out = run_rules(dir.path(), rules, &recs, &[]);
     assert!(by_rule(&out.findings(), "20000000-0000-0000-0000-000000000040").is_empty());
 }
@@ -476,7 +497,9 @@ correlation:
     );
     // The window closed on the watermark, before the last record's own findings.
     let all = out.findings();
-    let pos = all.iter().position(|x| x["rule"]["id"] == "20000000-0000-0000-0000-000000000050");
+    let pos = all
+        .iter()
+        .position(|x| x["rule"]["id"] == "20000000-0000-0000-0000-000000000050");
     let dave = all.iter().position(|x| x["event"]["eventID"] == "r8");
     assert!(pos.is_some() && dave.is_some());
 }
@@ -517,7 +540,10 @@ correlation:
     let out = common::run(&["rules", "validate", &path.display().to_string()], b"");
     assert_eq!(out.code, 1, "{}", out.stderr);
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), out.stderr);
-    assert!(text.contains("corr.yml:6:11: correlation: refers to 'no_such_rule'"), "{text}");
+    assert!(
+        text.contains("corr.yml:6:11: correlation: refers to 'no_such_rule'"),
+        "{text}"
+    );
     assert!(text.contains("cycle"), "{text}");
 }
 
@@ -600,7 +626,11 @@ title: Console failures
 id: 30000000-0000-0000-0000-000000000004
 pattern: '{ ($.eventName = "ConsoleLogin") && ($.errorMessage = "Failed authentication") }'
 "#;
-    let recs = vec![failed("n1", 0, "a"), success("n2", 1, "a"), failed("n3", 2, "a")];
+    let recs = vec![
+        failed("n1", 0, "a"),
+        success("n2", 1, "a"),
+        failed("n3", 2, "a"),
+    ];
     let out = run_rules(dir.path(), rules, &recs, &[]);
     let f = by_rule(&out.findings(), "30000000-0000-0000-0000-000000000004")
         .into_iter()
@@ -632,8 +662,15 @@ fn bad_metric_filter_pattern_names_its_column() {
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     let pattern_start = bad.lines().nth(2).map_or(0, |l| l.find('{').unwrap_or(0));
-    let stray = bad.lines().nth(2).map_or(0, |l| l.rfind("))").unwrap_or(0) + 1);
-    assert_eq!(col, stray + 1, "column points at the stray ')': {line} (pattern at {pattern_start})");
+    let stray = bad
+        .lines()
+        .nth(2)
+        .map_or(0, |l| l.rfind("))").unwrap_or(0) + 1);
+    assert_eq!(
+        col,
+        stray + 1,
+        "column points at the stray ')': {line} (pattern at {pattern_start})"
+    );
 }
 
 #[test]
@@ -701,7 +738,10 @@ suppress: {by: [userIdentity.arn], for: 1h}
         .iter()
         .map(|x| {
             (
-                x["event"]["eventID"].as_str().unwrap_or_default().to_string(),
+                x["event"]["eventID"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 x["suppressed"].as_u64().unwrap_or(u64::MAX),
             )
         })
@@ -805,7 +845,14 @@ detection:
         dir.path(),
         rules,
         &recs,
-        &["--filter", filter, "--filter-applies-to", "both", "--archive", &root2],
+        &[
+            "--filter",
+            filter,
+            "--filter-applies-to",
+            "both",
+            "--archive",
+            &root2,
+        ],
     );
     let st = out.stats();
     assert_eq!(stat(&st, "records_filtered"), 2);
@@ -816,14 +863,22 @@ detection:
         dir.path(),
         rules,
         &recs,
-        &["--filter", filter, "--filter", "user_identity.user_name <> 'bob'"],
+        &[
+            "--filter",
+            filter,
+            "--filter",
+            "user_identity.user_name <> 'bob'",
+        ],
     );
     assert_eq!(stat(&out.stats(), "records_filtered"), 3);
 }
 
 #[test]
 fn a_bad_filter_stops_the_run_before_it_starts() {
-    let out = common::run(&["--filter", "event_name ~ 'x'", "--stats", "json"], b"{}\n");
+    let out = common::run(
+        &["--filter", "event_name ~ 'x'", "--stats", "json"],
+        b"{}\n",
+    );
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("filter 1"), "{}", out.stderr);
     let out = common::run(&["--filter", "no_such_column = 1"], b"");

@@ -189,7 +189,12 @@ fn simple_segments(text: &str) -> Option<Vec<Segment>> {
             b'.' => {
                 i += 1;
                 let start = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'-' || b[i] >= 0x80) {
+                while i < b.len()
+                    && (b[i].is_ascii_alphanumeric()
+                        || b[i] == b'_'
+                        || b[i] == b'-'
+                        || b[i] >= 0x80)
+                {
                     i += 1;
                 }
                 if i == start {
@@ -257,11 +262,17 @@ mod tests {
     fn simple_selectors_become_plain_paths() {
         for (sel, plain) in [
             ("$.resources[*].ARN", true),
-            ("$.requestParameters.ipPermissions.items[*].ipRanges.items[*].cidrIp", true),
+            (
+                "$.requestParameters.ipPermissions.items[*].ipRanges.items[*].cidrIp",
+                true,
+            ),
             ("$.resources[0].ARN", true),
             ("$['requestParameters']['groupId']", true),
             ("$..cidrIp", false),
-            ("$.requestParameters.ipPermissions.items[?@.ipProtocol == 'udp'].ipRanges.items[*].cidrIp", false),
+            (
+                "$.requestParameters.ipPermissions.items[?@.ipProtocol == 'udp'].ipRanges.items[*].cidrIp",
+                false,
+            ),
             ("$.resources[*]", false),
         ] {
             let p = compile(sel).expect(sel);
@@ -275,7 +286,10 @@ mod tests {
         assert_eq!(values("$.resources[*].ARN", SG), ["\"arn:a\"", "\"arn:b\""]);
         assert_eq!(values("$.resources[1].ARN", SG), ["\"arn:b\""]);
         assert_eq!(
-            values("$.requestParameters.ipPermissions.items[*].ipRanges.items[*].cidrIp", SG),
+            values(
+                "$.requestParameters.ipPermissions.items[*].ipRanges.items[*].cidrIp",
+                SG
+            ),
             ["\"0.0.0.0/0\"", "\"10.0.0.0/8\"", "\"192.168.0.0/16\""]
         );
         assert_eq!(

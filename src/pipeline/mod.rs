@@ -221,8 +221,13 @@ impl Done {
                     index: crate::archive::partition_value(index),
                     date: crate::archive::date_of(micros),
                 };
-                self.archive_rows
-                    .push((index.to_string(), day, key, Vec::new(), BatchBuilder::new()));
+                self.archive_rows.push((
+                    index.to_string(),
+                    day,
+                    key,
+                    Vec::new(),
+                    BatchBuilder::new(),
+                ));
                 self.archive_rows.len() - 1
             }
         };
@@ -296,7 +301,7 @@ pub fn run(
     shutdown: Arc<AtomicBool>,
 ) -> Result<RunOutcome, PipelineError> {
     let start = Instant::now();
-    let mut stage = Stage::new(pack.clone(), &cfg.state);
+    let mut stage = Stage::new(&pack, &cfg.state);
     let mut cfg = cfg.clone();
     cfg.stateful = stage.is_some();
     cfg.dedup = stage.as_ref().is_some_and(Stage::dedups);
@@ -400,7 +405,15 @@ pub fn run(
                 if let Some(st) = stage.as_mut() {
                     apply_state(st, &mut d, cur.records, &mut emit);
                 }
-                if writing && let Err(e) = write_done(&mut output, &d, &mut cur, cfg, stage.is_some().then_some(&emit)) {
+                if writing
+                    && let Err(e) = write_done(
+                        &mut output,
+                        &d,
+                        &mut cur,
+                        cfg,
+                        stage.is_some().then_some(&emit),
+                    )
+                {
                     sink_error = Some(e);
                     writing = false;
                     shutdown.store(true, Ordering::Relaxed);
@@ -427,7 +440,10 @@ pub fn run(
         }
         if let Some(st) = stage.as_mut() {
             st.finish(&mut emit);
-            if writing && !emit.is_empty() && let Err(e) = output.write_raw(&emit.buf) {
+            if writing
+                && !emit.is_empty()
+                && let Err(e) = output.write_raw(&emit.buf)
+            {
                 sink_error = Some(e);
             }
             count_emitted(&emit, &pack, &mut summary, &mut max_level);
@@ -506,7 +522,13 @@ fn write_done(
 /// that order.
 fn apply_state(st: &mut Stage, d: &mut Done, base: u64, emit: &mut Emit) {
     let input_json: Arc<str> = d.input.name_json.as_str().into();
-    let (dups, dropped) = st.run_unit(&mut d.state, &d.findings, &input_json, base, emit);
+    let (dups, dropped) = st.run_unit(
+        &mut d.state,
+        &d.findings,
+        (d.input.id, &input_json),
+        base,
+        emit,
+    );
     for r in dropped {
         uncount(&mut d.counters, r);
     }

@@ -18,11 +18,9 @@ use crate::event::path::{self, object_get};
 use crate::event::{KnownPaths, RecordParser, looks_like_record};
 use crate::finding::{self, FindingContext};
 use crate::rules::RulePack;
-use crate::rules::correlation::GroupSource;
-use crate::rules::sigma::field::scalar_text;
 use crate::sink::dead_letter;
-use crate::state::{self, FindingMeta, KeyHasher, RecordKey, UnitContribution};
 use crate::source::{Input, InputKind};
+use crate::state::{self, FindingMeta, KeyHasher, RecordKey};
 
 /// Notes kept per unit for the stderr warnings (the sink shows 10 per input).
 const NOTES_PER_UNIT: usize = 10;
@@ -226,31 +224,6 @@ struct StateHooks<'a> {
     hasher: Option<&'a KeyHasher>,
 }
 
-/// Appends a value's scalar text (strings unquoted), compact JSON for objects and
-/// arrays, or [`state::NULL_VALUE`] when missing or null.
-fn push_scalar(out: &mut String, v: Option<Value<'_, '_>>) {
-    let Some(v) = v else {
-        out.push_str(state::NULL_VALUE);
-        return;
-    };
-    if let Some(s) = path::as_str(v) {
-        out.push_str(s);
-        return;
-    }
-    let mut buf = [0u8; 40];
-    if let Some(s) = scalar_text(v, &mut buf) {
-        out.push_str(s);
-        return;
-    }
-    if v.as_object().is_some() || v.as_array().is_some() {
-        let mut b = Vec::new();
-        finding_value(&mut b, v);
-        out.push_str(&String::from_utf8_lossy(&b));
-    } else {
-        out.push_str(state::NULL_VALUE);
-    }
-}
-
 /// Writes `v` as compact JSON.
 fn finding_value(out: &mut Vec<u8>, v: Value<'_, '_>) {
     use simd_json::prelude::Writable;
@@ -333,7 +306,10 @@ impl Eval<'_> {
             if let (Some(h), false) = (st.dedup, filtered)
                 && let Some(id) = known.event_id.first(root).and_then(path::as_str)
             {
-                let account = known.recipient_account_id.first(root).and_then(path::as_str);
+                let account = known
+                    .recipient_account_id
+                    .first(root)
+                    .and_then(path::as_str);
                 key = h.record_key(id, account);
             }
             b.records.push(RecordKey { rel, key, time });
@@ -384,58 +360,22 @@ impl Eval<'_> {
                     });
                 }
             }
-            for &(def, input) in self.pack.feeds(h) {
-                let Some(spec) = self
-                    .pack
-                    .correlations()
-                    .get(def as usize)
-                    .and_then(|d| d.inputs.get(input as usize))
-                else {
-                    continue;
-                };
-                let ev = event_json
-                    .get_or_insert_with(|| {
-                        let mut b = Vec::with_capacity(256);
-                        finding::render_event(&mut b, root, known);
-                        String::from_utf8_lossy(&b).into()
-                    })
-                    .clone();
-                let text = &mut *self.text;
-                text.clear();
-                for (i, g) in spec.group.iter().enumerate() {
-                    if i > 0 {
-                        text.push(state::GROUP_SEP);
-                    }
-                    match g {
-                        GroupSource::Path(p) => push_scalar(text, p.first(root)),
-                        GroupSource::Child(_) => text.push_str(state::NULL_VALUE),
-                    }
-                }
-                let value = spec.value.as_ref().and_then(|p| {
-                    let mut v = String::new();
-                    push_scalar(&mut v, p.first(root));
-                    (v != state::NULL_VALUE).then(|| v.into_boxed_str())
-                });
-                let event_id: Box<str> = match known.event_id.first(root).and_then(path::as_str) {
-                    Some(id) => id.into(),
-                    None => {
-                        let id = finding::finding_id("", None, raw);
-                        String::from_utf8_lossy(&id).into()
-                    }
-                };
-                self.done.state.contributions.push(UnitContribution {
+            state::contribute(
+                self.pack,
+                h,
+                root,
+                raw,
+                known,
+                state::At {
                     rel,
                     pos,
-                    event_json: ev,
-                    def,
-                    input,
                     time,
                     seen: self.done.state.max_time.unwrap_or(time),
-                    group: text.as_str().into(),
-                    value,
-                    event_id,
-                });
-            }
+                },
+                &mut event_json,
+                self.text,
+                &mut self.done.state.contributions,
+            );
         }
     }
 

@@ -236,7 +236,9 @@ pub fn parse_spec(corr: &Yaml, doc: &Yaml) -> Result<CorrelationSpec, Located> {
         return Err(bad(corr, "correlation must be a mapping"));
     }
     let missing = |k: &'static str| err(corr.mark, RuleErrorKind::MissingKey(k));
-    let type_node = corr.get("type").ok_or_else(|| missing("correlation.type"))?;
+    let type_node = corr
+        .get("type")
+        .ok_or_else(|| missing("correlation.type"))?;
     let kind = match type_node.as_scalar_text().unwrap_or_default() {
         "event_count" => CorrType::EventCount,
         "value_count" => CorrType::ValueCount,
@@ -260,7 +262,8 @@ pub fn parse_spec(corr: &Yaml, doc: &Yaml) -> Result<CorrelationSpec, Located> {
         }
     };
     let rules = names(
-        corr.get("rules").ok_or_else(|| missing("correlation.rules"))?,
+        corr.get("rules")
+            .ok_or_else(|| missing("correlation.rules"))?,
         "correlation.rules",
     )?;
     if rules.is_empty() {
@@ -474,7 +477,12 @@ pub fn parse_alarm(node: &Yaml) -> Result<AlarmSpec, Located> {
                 .as_scalar_text()
                 .and_then(|t| t.parse::<u32>().ok())
                 .filter(|&n| (1..=1440).contains(&n))
-                .ok_or_else(|| bad(v, format!("alarm.{key} must be a whole number from 1 to 1440"))),
+                .ok_or_else(|| {
+                    bad(
+                        v,
+                        format!("alarm.{key} must be a whole number from 1 to 1440"),
+                    )
+                }),
         }
     };
     let evaluation_periods = count("evaluation_periods", 1)?;
@@ -512,7 +520,10 @@ pub fn parse_suppress(doc: &Yaml) -> Result<Option<Suppress>, Located> {
         return Ok(None);
     };
     if node.as_map().is_none() {
-        return Err(bad(node, "suppress must be a mapping {by: [fields], for: 1h}"));
+        return Err(bad(
+            node,
+            "suppress must be a mapping {by: [fields], for: 1h}",
+        ));
     }
     let period_node = node
         .get("for")
@@ -521,9 +532,8 @@ pub fn parse_suppress(doc: &Yaml) -> Result<Option<Suppress>, Located> {
     let mut by = Vec::new();
     if let Some(b) = node.get("by") {
         for (name, mark) in names(b, "suppress.by")? {
-            let path = FieldPath::parse(&fieldmap::map(&name)).map_err(|e| {
-                err(mark, RuleErrorKind::BadPath(e.to_string()))
-            })?;
+            let path = FieldPath::parse(&fieldmap::map(&name))
+                .map_err(|e| err(mark, RuleErrorKind::BadPath(e.to_string())))?;
             by.push((name, path));
         }
     }
@@ -828,7 +838,9 @@ fn build_def(
             let (_, per) = spec.aliases.iter().find(|(a, _)| a == alias)?;
             per.iter()
                 .find(|(r, _)| {
-                    r == ref_name || Some(r.as_str()) == target.meta.name.as_deref() || *r == target.meta.id
+                    r == ref_name
+                        || Some(r.as_str()) == target.meta.name.as_deref()
+                        || *r == target.meta.id
                 })
                 .map(|(_, f)| f.as_str())
         };

@@ -26,8 +26,8 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::{Regex, RegexSet};
 use rustc_hash::FxHashMap as HashMap;
 
-use super::{CompiledRule, Matcher};
 use super::sigma::field::{FieldTest, for_each_leaf};
+use super::{CompiledRule, Matcher};
 use crate::event::FieldPath;
 use crate::event::path::RootCache;
 

@@ -629,8 +629,7 @@ impl RulePack {
             if let Some(rep) = report.as_deref_mut() {
                 for (r, l) in &linked.failed {
                     let rule = &rules[*r as usize];
-                    rep.errors
-                        .push(RuleError::at(&rule.meta.origin, l.clone()));
+                    rep.errors.push(RuleError::at(&rule.meta.origin, l.clone()));
                 }
             }
             let mut i = 0u32;
@@ -685,7 +684,11 @@ impl RulePack {
     /// is disabled no longer links and is reported by [`RulePack::load`]-style errors
     /// only when built with a report, so disabling is best done on whole chains.
     pub fn without_ids(self, ids: &[String]) -> RulePack {
-        let keep: Vec<bool> = self.rules.iter().map(|r| !ids.contains(&r.meta.id)).collect();
+        let keep: Vec<bool> = self
+            .rules
+            .iter()
+            .map(|r| !ids.contains(&r.meta.id))
+            .collect();
         self.retain_exact(keep)
     }
 

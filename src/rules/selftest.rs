@@ -10,7 +10,9 @@
 //! ```
 //!
 //! A case passes when the rules of `x.yml` (or the named one) match the record exactly
-//! when `expect` says so. The same runner serves `cargo test` (every built-in rule) and
+//! when `expect` says so. A case may give `records: [...]` instead, a sequence in event
+//! time, for correlation and alarm rules: it matches when the rule reports anything
+//! over the sequence (the stateful stage runs as in `detect`, without dedup). The same runner serves `cargo test` (every built-in rule) and
 //! `trailhound rules test`.
 
 use std::path::{Path, PathBuf};
@@ -39,6 +41,10 @@ struct Case {
     record: Option<serde_json::Value>,
     #[serde(default)]
     record_file: Option<String>,
+    /// A sequence of records, for correlation and alarm rules: the case matches when
+    /// the rule reports anything over the whole sequence (in event time).
+    #[serde(default)]
+    records: Option<Vec<serde_json::Value>>,
     #[serde(default)]
     rule: Option<String>,
 }
@@ -147,6 +153,102 @@ pub fn untested<'a>(pack: &'a RulePack, files: &[TestFile]) -> Vec<&'a Origin> {
     out
 }
 
+/// Runs a record sequence through the rules and the stateful stage (no dedup); returns
+/// the ids among `ids` that reported anything, once each.
+fn run_sequence(
+    pack: &RulePack,
+    records: &[serde_json::Value],
+    ids: &[&str],
+) -> Result<Vec<String>, String> {
+    use crate::state::{self, At, Emit, RecordKey, Stage, StateBatch, StateConfig};
+    let cfg = StateConfig {
+        dedup_window: None,
+        ..StateConfig::default()
+    };
+    let mut stage = Stage::new(pack, &cfg);
+    let known = crate::event::KnownPaths::new();
+    let mut parser = RecordParser::new();
+    let mut batch = StateBatch::default();
+    let (mut scratch, mut hits, mut text) = (Vec::new(), Vec::new(), String::new());
+    let mut matched: Vec<String> = Vec::new();
+    let note = |id: &str, matched: &mut Vec<String>| {
+        if ids.contains(&id) && !matched.iter().any(|m| m == id) {
+            matched.push(id.to_string());
+        }
+    };
+    for (i, rec) in records.iter().enumerate() {
+        let bytes = serde_json::to_vec(rec).map_err(|e| e.to_string())?;
+        let mut err = None;
+        parser.parse(&bytes, |root| {
+            let root = match root {
+                Ok(r) if r.as_object().is_some() => r,
+                Ok(_) => {
+                    err = Some(format!("record {i} is not a JSON object"));
+                    return;
+                }
+                Err(e) => {
+                    err = Some(e.to_string());
+                    return;
+                }
+            };
+            let time = known
+                .event_time
+                .first(root)
+                .or_else(|| known.timestamp.first(root))
+                .and_then(crate::event::path::as_str)
+                .and_then(state::parse_event_time)
+                .unwrap_or(0);
+            let rel = i as u64;
+            batch.max_time = Some(batch.max_time.map_or(time, |m| m.max(time)));
+            batch.records.push(RecordKey { rel, key: 0, time });
+            pack.evaluate(root, &mut scratch, &mut hits);
+            let mut event_json = None;
+            for &h in &hits {
+                let rule = &pack.rules()[h as usize];
+                if !pack.is_silent(h) {
+                    note(&rule.meta.id, &mut matched);
+                }
+                let at = At {
+                    rel,
+                    pos: crate::decode::Position {
+                        offset: 0,
+                        line: rel + 1,
+                    },
+                    time,
+                    seen: batch.max_time.unwrap_or(time),
+                };
+                state::contribute(
+                    pack,
+                    h,
+                    root,
+                    &bytes,
+                    &known,
+                    at,
+                    &mut event_json,
+                    &mut text,
+                    &mut batch.contributions,
+                );
+            }
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+    }
+    if let Some(stage) = stage.as_mut() {
+        let mut emit = Emit::default();
+        let input: std::sync::Arc<str> = "\"<test>\"".into();
+        let rendered = crate::sink::rendered::Rendered::default();
+        stage.run_unit(&mut batch, &rendered, (0, &input), 0, &mut emit);
+        stage.finish(&mut emit);
+        for r in emit.rules {
+            if let Some(rule) = pack.rules().get(r as usize) {
+                note(&rule.meta.id, &mut matched);
+            }
+        }
+    }
+    Ok(matched)
+}
+
 /// Runs every case of every file against `pack`.
 pub fn run(pack: &RulePack, files: &[TestFile]) -> Vec<CaseResult> {
     let mut parser = RecordParser::new();
@@ -184,6 +286,19 @@ pub fn run(pack: &RulePack, files: &[TestFile]) -> Vec<CaseResult> {
                 .collect();
             if selected.is_empty() {
                 res.error = Some(format!("no loaded rule from {} to test", f.rule_origin));
+                results.push(res);
+                continue;
+            }
+            if let Some(seq) = &case.records {
+                if case.record.is_some() || case.record_file.is_some() {
+                    res.error = Some("a case has one of record, record_file and records".into());
+                } else {
+                    let ids: Vec<&str> = selected.iter().map(|r| r.meta.id.as_str()).collect();
+                    match run_sequence(pack, seq, &ids) {
+                        Ok(m) => res.matched = m,
+                        Err(e) => res.error = Some(e),
+                    }
+                }
                 results.push(res);
                 continue;
             }

@@ -352,7 +352,7 @@ impl Engine {
         s
     }
 
-    /// The newest event time seen.
+    /// The newest event time seen in the current input.
     pub fn watermark(&self) -> i64 {
         self.watermark
     }
@@ -360,6 +360,13 @@ impl Engine {
     /// Moves the watermark (every record's event time counts, not only contributions).
     pub fn observe(&mut self, time: i64) {
         self.watermark = self.watermark.max(time);
+    }
+
+    /// A new input begins: its records are in their own time order (one account and
+    /// region's files, one stream), so lateness is measured from its own newest event,
+    /// not from the inputs before it. State already held is kept.
+    pub fn new_input(&mut self) {
+        self.watermark = i64::MIN;
     }
 
     /// Adds a contribution; findings (and the contributions they make to parent
@@ -461,7 +468,11 @@ impl Engine {
             },
             CorrType::Temporal | CorrType::TemporalOrdered => u64::from(c.input),
             CorrType::ValueSum | CorrType::ValueAvg => {
-                match c.value.as_deref().and_then(|v| v.trim().parse::<f64>().ok()) {
+                match c
+                    .value
+                    .as_deref()
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                {
                     Some(n) if n.is_finite() => n.to_bits(),
                     _ => return,
                 }
@@ -590,7 +601,9 @@ impl Engine {
         let Some(g) = self.rts[d].slots[slot as usize].as_ref() else {
             return;
         };
-        let first = g.entries.partition_point(|e| e.time <= t.saturating_sub(timespan));
+        let first = g
+            .entries
+            .partition_point(|e| e.time <= t.saturating_sub(timespan));
         let last_start = g.entries.partition_point(|e| e.time <= t);
         let limit = if in_order { 1 } else { LATE_STARTS };
         let cond = &self.rts[d].def.condition;
@@ -611,7 +624,9 @@ impl Engine {
                 break;
             }
             let s = e.time;
-            let hi = g.entries.partition_point(|x| x.time < s.saturating_add(timespan));
+            let hi = g
+                .entries
+                .partition_point(|x| x.time < s.saturating_add(timespan));
             let (value, upto) = aggregate(kind, g, lo, hi, n_inputs, &mut self.distinct);
             if cond.holds(value) {
                 hit = Some((lo, upto, value));
@@ -717,7 +732,8 @@ impl Engine {
             }
             g.anchor = g.entries.front().map(|e| e.time);
             if let Some(a) = g.anchor {
-                rt.closing.push(Reverse((a.saturating_add(timespan), slot, a)));
+                rt.closing
+                    .push(Reverse((a.saturating_add(timespan), slot, a)));
             }
         }
     }
@@ -775,7 +791,11 @@ impl Engine {
                 continue;
             }
             // Alive, or a window still to be judged: look again later.
-            let next = if real > wm { real } else { wm.saturating_add(timespan) };
+            let next = if real > wm {
+                real
+            } else {
+                wm.saturating_add(timespan)
+            };
             self.rts[d].expiry.push(Reverse((next, slot)));
         }
     }
@@ -813,10 +833,7 @@ impl Engine {
                 corr.insert("group".into(), group.into());
                 corr.insert("threshold".into(), spec.threshold_text.clone().into());
                 corr.insert("period".into(), spec.period_text.clone().into());
-                corr.insert(
-                    "evaluation_periods".into(),
-                    spec.evaluation_periods.into(),
-                );
+                corr.insert("evaluation_periods".into(), spec.evaluation_periods.into());
                 corr.insert("datapoints_to_alarm".into(), spec.datapoints.into());
             }
         }
@@ -839,13 +856,13 @@ impl Engine {
         let corr_json = serde_json::Value::Object(corr).to_string();
         if !rt.silent {
             out.finding(
-            def.rule,
-            &id,
-            detected_at,
-            &rt.rule_json,
-            &f.last,
-            &corr_json,
-        );
+                def.rule,
+                &id,
+                detected_at,
+                &rt.rule_json,
+                &f.last,
+                &corr_json,
+            );
         }
         for &(parent, pos) in &def.parents {
             let pdef = &self.rts[parent as usize].def;
@@ -858,7 +875,9 @@ impl Engine {
                     key.push(GROUP_SEP);
                 }
                 match gs {
-                    GroupSource::Child(at) => key.push_str(values.get(*at).copied().unwrap_or(NULL_VALUE)),
+                    GroupSource::Child(at) => {
+                        key.push_str(values.get(*at).copied().unwrap_or(NULL_VALUE))
+                    }
                     GroupSource::Path(_) => key.push_str(NULL_VALUE),
                 }
             }

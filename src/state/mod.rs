@@ -220,7 +220,10 @@ pub struct StageStats {
 /// The stage itself, owned by the sink thread.
 #[derive(Debug)]
 pub struct Stage {
-    pack: Arc<RulePack>,
+    /// The input of the last unit.
+    input: Option<u32>,
+    /// Per rule: its id and suppression period, for rules with `suppress:`.
+    suppress_rules: Vec<Option<(Box<str>, i64)>>,
     dedup: Option<dedup::Dedup>,
     engine: correlate::Engine,
     suppress: suppress::Suppressor,
@@ -230,12 +233,13 @@ pub struct Stage {
 
 impl Stage {
     /// A stage for `pack`, or `None` when nothing stateful is configured.
-    pub fn new(pack: Arc<RulePack>, cfg: &StateConfig) -> Option<Self> {
+    pub fn new(pack: &RulePack, cfg: &StateConfig) -> Option<Self> {
         if cfg.dedup_window.is_none() && !pack.is_stateful() {
             return None;
         }
-        let engine = correlate::Engine::new(&pack, cfg.limits);
+        let engine = correlate::Engine::new(pack, cfg.limits);
         Some(Stage {
+            input: None,
             dedup: cfg
                 .dedup_window
                 .map(|w| dedup::Dedup::new(w, cfg.dedup_max_entries)),
@@ -243,7 +247,15 @@ impl Stage {
             suppress: suppress::Suppressor::new(cfg.limits.max_groups),
             lateness: cfg.limits.allowed_lateness,
             detected_at: String::new(),
-            pack,
+            suppress_rules: pack
+                .rules()
+                .iter()
+                .map(|r| {
+                    r.suppress
+                        .as_ref()
+                        .map(|s| (r.meta.id.as_str().into(), s.period))
+                })
+                .collect(),
         })
     }
 
@@ -267,10 +279,15 @@ impl Stage {
         &mut self,
         batch: &mut StateBatch,
         findings: &crate::sink::rendered::Rendered,
-        input_json: &Arc<str>,
+        input: (u32, &Arc<str>),
         base: u64,
         out: &mut Emit,
     ) -> (Vec<u64>, Vec<u32>) {
+        let (input_id, input_json) = input;
+        if self.input.is_some_and(|i| i != input_id) {
+            self.engine.new_input();
+        }
+        self.input = Some(input_id);
         self.stamp();
         let mut dups = Vec::new();
         let mut dropped = Vec::new();
@@ -354,19 +371,11 @@ impl Stage {
         let Some((key, by_json)) = &meta.suppress else {
             return true;
         };
-        let Some(rule) = self.pack.rules().get(meta.rule as usize) else {
+        let Some(Some((rule_id, period))) = self.suppress_rules.get(meta.rule as usize) else {
             return true;
         };
-        let Some(s) = &rule.suppress else { return true };
         self.suppress.offer(
-            meta.rule,
-            &rule.meta.id,
-            s.period,
-            *key,
-            by_json,
-            meta.time,
-            line,
-            out,
+            meta.rule, rule_id, *period, *key, by_json, meta.time, line, out,
         )
     }
 
@@ -391,6 +400,114 @@ impl Stage {
             dedup_evicted: self.dedup.as_ref().map_or(0, |d| d.evicted),
         }
     }
+}
+
+/// Where a record is, for [`contribute`].
+#[derive(Debug, Clone, Copy)]
+pub struct At {
+    /// Record index within the unit.
+    pub rel: u64,
+    /// Position in the decompressed stream.
+    pub pos: Position,
+    /// Event time.
+    pub time: i64,
+    /// The newest event time of the unit up to this record.
+    pub seen: i64,
+}
+
+/// The contributions a match of rule `hit` makes to correlations and alarms, appended
+/// to `out`. `event_json` caches the record's `event` object between its hits.
+#[allow(clippy::too_many_arguments)]
+pub fn contribute(
+    pack: &RulePack,
+    hit: u32,
+    root: simd_json::tape::Value<'_, '_>,
+    raw: &[u8],
+    known: &crate::event::KnownPaths,
+    at: At,
+    event_json: &mut Option<Arc<str>>,
+    text: &mut String,
+    out: &mut Vec<UnitContribution>,
+) {
+    use crate::event::path;
+    use crate::rules::correlation::GroupSource;
+    for &(def, input) in pack.feeds(hit) {
+        let Some(spec) = pack
+            .correlations()
+            .get(def as usize)
+            .and_then(|d| d.inputs.get(input as usize))
+        else {
+            continue;
+        };
+        let ev = event_json
+            .get_or_insert_with(|| {
+                let mut b = Vec::with_capacity(256);
+                crate::finding::render_event(&mut b, root, known);
+                String::from_utf8_lossy(&b).into()
+            })
+            .clone();
+        text.clear();
+        for (i, g) in spec.group.iter().enumerate() {
+            if i > 0 {
+                text.push(GROUP_SEP);
+            }
+            match g {
+                GroupSource::Path(p) => push_scalar(text, p.first(root)),
+                GroupSource::Child(_) => text.push_str(NULL_VALUE),
+            }
+        }
+        let value = spec.value.as_ref().and_then(|p| {
+            let mut v = String::new();
+            push_scalar(&mut v, p.first(root));
+            (v != NULL_VALUE).then(|| v.into_boxed_str())
+        });
+        let event_id: Box<str> = match known.event_id.first(root).and_then(path::as_str) {
+            Some(id) => id.into(),
+            None => {
+                let id = crate::finding::finding_id("", None, raw);
+                String::from_utf8_lossy(&id).into()
+            }
+        };
+        out.push(UnitContribution {
+            rel: at.rel,
+            pos: at.pos,
+            event_json: ev,
+            def,
+            input,
+            time: at.time,
+            seen: at.seen,
+            group: text.as_str().into(),
+            value,
+            event_id,
+        });
+    }
+}
+
+/// Appends a value's scalar text (strings unquoted), compact JSON for objects and
+/// arrays, or [`NULL_VALUE`] when missing or null.
+fn push_scalar(out: &mut String, v: Option<simd_json::tape::Value<'_, '_>>) {
+    use simd_json::prelude::Writable;
+    let Some(v) = v else {
+        out.push_str(NULL_VALUE);
+        return;
+    };
+    if let Some(s) = crate::event::path::as_str(v) {
+        out.push_str(s);
+        return;
+    }
+    let mut buf = [0u8; 40];
+    if let Some(s) = crate::rules::sigma::field::scalar_text(v, &mut buf) {
+        out.push_str(s);
+        return;
+    }
+    if v.as_object().is_some() || v.as_array().is_some() {
+        let mut b = Vec::new();
+        if v.write(&mut b).is_ok() {
+            out.push_str(&String::from_utf8_lossy(&b));
+            return;
+        }
+    }
+    out.push_str(NULL_VALUE);
 }
 
 /// The keyed hasher workers use for dedup and suppression keys (one per run, shared).
@@ -473,7 +590,10 @@ mod tests {
     #[test]
     fn event_times_parse_fast_and_slow() {
         let fast = parse_event_time("2024-03-01T12:34:56Z");
-        assert_eq!(fast, crate::archive::parse_time_micros("2024-03-01T12:34:56Z"));
+        assert_eq!(
+            fast,
+            crate::archive::parse_time_micros("2024-03-01T12:34:56Z")
+        );
         assert_eq!(
             parse_event_time("2024-03-01T12:34:56.5Z"),
             Some(fast.unwrap_or_default() + 500_000)

@@ -153,6 +153,8 @@ fn summary(rule: u32, e: Entry, out: &mut Emit) {
         "by": serde_json::from_str::<serde_json::Value>(&e.by_json).unwrap_or(serde_json::Value::Null),
         "window": {"start": micros_rfc3339(e.start), "end": micros_rfc3339(e.start.saturating_add(e.period))},
     });
-    line.extend_from_slice(format!("\"suppressed\":{},\"suppression\":{}}}\n", e.count, extra).as_bytes());
+    line.extend_from_slice(
+        format!("\"suppressed\":{},\"suppression\":{}}}\n", e.count, extra).as_bytes(),
+    );
     out.raw(rule, &line);
 }

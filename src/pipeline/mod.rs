@@ -301,8 +301,8 @@ pub fn run(
     shutdown: Arc<AtomicBool>,
 ) -> Result<RunOutcome, PipelineError> {
     let start = Instant::now();
-    let mut stage = Stage::new(&pack, &cfg.state);
     let mut cfg = cfg.clone();
+    let mut stage = Stage::new(&pack, &cfg.state, cfg.key_hasher.clone());
     cfg.stateful = stage.is_some();
     cfg.dedup = stage.as_ref().is_some_and(Stage::dedups);
     let cfg = &cfg;

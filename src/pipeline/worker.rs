@@ -167,7 +167,7 @@ impl Worker {
                 state: StateHooks {
                     on: self.cfg.stateful,
                     dedup: self.cfg.dedup.then_some(&self.cfg.key_hasher),
-                    hasher: Some(&self.cfg.key_hasher),
+                    hasher: &self.cfg.key_hasher,
                 },
                 filter: self.cfg.filter.as_deref(),
                 filter_detection: self.cfg.filter_applies_to_detection,
@@ -220,8 +220,8 @@ struct StateHooks<'a> {
     on: bool,
     /// Compute dedup keys with this hasher.
     dedup: Option<&'a KeyHasher>,
-    /// The hasher for suppression keys.
-    hasher: Option<&'a KeyHasher>,
+    /// The hasher for suppression and group keys.
+    hasher: &'a KeyHasher,
 }
 
 /// Writes `v` as compact JSON.
@@ -331,7 +331,7 @@ impl Eval<'_> {
             include_record: self.include_record,
             known,
         };
-        let mut event_json: Option<std::sync::Arc<str>> = None;
+        let mut event_json: Option<std::sync::Arc<[u8]>> = None;
         for &h in self.hits.iter() {
             let rule = &self.pack.rules()[h as usize];
             if !self.pack.is_silent(h) {
@@ -349,7 +349,7 @@ impl Eval<'_> {
                             by.insert(name.clone(), v);
                         }
                         let by = serde_json::Value::Object(by).to_string();
-                        let key = st.hasher.map_or(0, |kh| kh.values_key(h, &by));
+                        let key = st.hasher.values_key(h, &by);
                         (key, by.into_boxed_str())
                     });
                     self.done.state.findings.push(FindingMeta {
@@ -372,6 +372,7 @@ impl Eval<'_> {
                     time,
                     seen: self.done.state.max_time.unwrap_or(time),
                 },
+                st.hasher,
                 &mut event_json,
                 self.text,
                 &mut self.done.state.contributions,

@@ -165,7 +165,8 @@ fn run_sequence(
         dedup_window: None,
         ..StateConfig::default()
     };
-    let mut stage = Stage::new(pack, &cfg);
+    let hasher = state::KeyHasher::new();
+    let mut stage = Stage::new(pack, &cfg, hasher.clone());
     let known = crate::event::KnownPaths::new();
     let mut parser = RecordParser::new();
     let mut batch = StateBatch::default();
@@ -224,6 +225,7 @@ fn run_sequence(
                     &bytes,
                     &known,
                     at,
+                    &hasher,
                     &mut event_json,
                     &mut text,
                     &mut batch.contributions,

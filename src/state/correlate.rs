@@ -38,14 +38,12 @@
 //! thresholds are judged as records arrive; `<`/`<=` when a period closes.
 
 use std::cmp::Reverse;
-use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::{Emit, GROUP_SEP, LastEvent, NULL_VALUE, micros_rfc3339};
+use super::{Emit, GROUP_SEP, KeyHasher, LastEvent, NULL_VALUE, micros_rfc3339};
 use crate::rules::RulePack;
 use crate::rules::correlation::{
     AlarmSpec, Condition, CorrType, CorrelationDef, DefKind, GroupSource, num_json,
@@ -155,21 +153,22 @@ fn uuid_bytes(s: &str) -> Option<[u8; 16]> {
     if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
         return None;
     }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
     let mut out = [0u8; 16];
     let mut n = 0;
-    let mut hi = None;
-    for (i, &c) in b.iter().enumerate() {
+    let mut i = 0;
+    while i < 36 {
         if matches!(i, 8 | 13 | 18 | 23) {
+            i += 1;
             continue;
         }
-        let v = HEX.iter().position(|&h| h == c)? as u8;
-        match hi.take() {
-            None => hi = Some(v),
-            Some(h) => {
-                out[n] = (h << 4) | v;
-                n += 1;
-            }
-        }
+        out[n] = (nibble(b[i])? << 4) | nibble(b[i + 1])?;
+        n += 1;
+        i += 2;
     }
     Some(out)
 }
@@ -197,21 +196,28 @@ pub struct Contribution {
     pub time: i64,
     /// Group values joined by [`GROUP_SEP`] (missing: [`NULL_VALUE`]).
     pub group: Box<str>,
+    /// [`KeyHasher::group_key`] of `group` (computed by the worker, in parallel).
+    pub group_hash: u64,
     /// The `field` value (value_count, value_sum, value_avg).
     pub value: Option<Box<str>>,
+    /// [`KeyHasher::value_key`] of `value`.
+    pub value_hash: u64,
     /// The events.
     pub ids: Ids,
     /// The newest record, for the finding's `event` and `input`.
     pub last: Arc<LastEvent>,
 }
 
-/// One contribution held by a group (40 bytes; a UUID eventID needs no allocation).
+/// One contribution held by a group (48 bytes; a UUID eventID needs no allocation).
 #[derive(Debug, Clone)]
 struct Entry {
     time: i64,
     /// The distinct-value hash or input position; the number's bits for sums.
     aux: u64,
     ids: Ids,
+    /// value_count / temporal: earlier events with the same value, folded into this
+    /// entry (a group keeps each distinct value once, at its newest event).
+    extra: u32,
 }
 
 impl Entry {
@@ -223,6 +229,7 @@ impl Entry {
 #[derive(Debug)]
 struct Group {
     key: Box<str>,
+    hash: u64,
     entries: VecDeque<Entry>,
     newest: i64,
     /// Close mode: start of the open window.
@@ -255,6 +262,8 @@ struct Runtime {
     rule_json: Box<str>,
     /// Findings only feed parent correlations (`generate: false` of a parent).
     silent: bool,
+    /// Some input is another correlation (entries may stand for many events).
+    chained: bool,
     close_mode: bool,
     index: FxHashMap<u64, u32>,
     slots: Vec<Option<Group>>,
@@ -271,7 +280,7 @@ struct Runtime {
 pub struct Engine {
     rts: Vec<Runtime>,
     limits: Limits,
-    hasher: RandomState,
+    hasher: KeyHasher,
     watermark: i64,
     live_groups: u64,
     live_events: u64,
@@ -294,7 +303,7 @@ struct Fired {
 
 impl Engine {
     /// An engine for the pack's correlations.
-    pub fn new(pack: &RulePack, limits: Limits) -> Self {
+    pub fn new(pack: &RulePack, limits: Limits, hasher: KeyHasher) -> Self {
         let rts = pack
             .correlations()
             .iter()
@@ -318,6 +327,9 @@ impl Engine {
                     rule_id: rule.meta.id.clone(),
                     rule_json: rule.rule_json().into(),
                     silent: matches!(def.kind, DefKind::Sigma(_)) && pack.is_silent(def.rule),
+                    chained: def.inputs.iter().any(|i| {
+                        matches!(i.source, crate::rules::correlation::Source::Correlation(_))
+                    }),
                     close_mode,
                     index: FxHashMap::default(),
                     slots: Vec::new(),
@@ -331,7 +343,7 @@ impl Engine {
         Engine {
             rts,
             limits,
-            hasher: RandomState::new(),
+            hasher,
             watermark: i64::MIN,
             live_groups: 0,
             live_events: 0,
@@ -392,12 +404,14 @@ impl Engine {
     }
 
     fn new_group(&mut self, d: usize, hash: u64, key: Box<str>) -> u32 {
+        let group_hash = hash;
         if self.rts[d].index.len() >= self.limits.max_groups {
             self.evict_oldest(d);
         }
         let rt = &mut self.rts[d];
         let g = Group {
             key,
+            hash: group_hash,
             // Most groups hold one or two events: grow from one, not from four.
             entries: VecDeque::with_capacity(1),
             newest: i64::MIN,
@@ -424,8 +438,7 @@ impl Engine {
     fn remove_group(&mut self, d: usize, slot: u32) {
         let rt = &mut self.rts[d];
         if let Some(g) = rt.slots[slot as usize].take() {
-            let h = self.hasher.hash_one(&*g.key);
-            rt.index.remove(&h);
+            rt.index.remove(&g.hash);
             rt.free.push(slot);
             self.live_groups -= 1;
             self.live_events -= g.entries.len() as u64;
@@ -463,7 +476,7 @@ impl Engine {
         };
         let aux = match kind {
             CorrType::ValueCount => match &c.value {
-                Some(v) => self.hasher.hash_one(&**v),
+                Some(_) => c.value_hash,
                 None => return,
             },
             CorrType::Temporal | CorrType::TemporalOrdered => u64::from(c.input),
@@ -479,7 +492,7 @@ impl Engine {
             }
             CorrType::EventCount => 0,
         };
-        let hash = self.hasher.hash_one(&*c.group);
+        let hash = c.group_hash;
         let slot = match self.rts[d].index.get(&hash) {
             Some(&s) => s,
             None => self.new_group(d, hash, c.group.clone()),
@@ -510,12 +523,31 @@ impl Engine {
                 g.last = Some(c.last.clone());
             }
             g.newest = g.newest.max(c.time);
-            let e = Entry {
+            let mut e = Entry {
                 time: c.time,
                 aux,
                 ids: c.ids.clone(),
+                extra: 0,
             };
-            if g.entries.back().is_none_or(|b| b.time <= e.time) {
+            // Distinct counts keep each value once, at its newest event: the window's
+            // count is then its length, and a group holds at most its distinct values.
+            let mut insert = true;
+            if matches!(kind, CorrType::ValueCount | CorrType::Temporal)
+                && let Some(j) = g.entries.iter().rposition(|x| x.aux == aux)
+            {
+                if g.entries[j].time <= e.time {
+                    if let Some(old) = g.entries.remove(j) {
+                        e.extra = old.extra.saturating_add(1);
+                        added = added.wrapping_sub(1);
+                    }
+                } else {
+                    g.entries[j].extra = g.entries[j].extra.saturating_add(1);
+                    insert = false;
+                    added = added.wrapping_sub(1);
+                }
+            }
+            if !insert {
+            } else if g.entries.back().is_none_or(|b| b.time <= e.time) {
                 g.entries.push_back(e);
             } else {
                 let at = g.entries.partition_point(|x| x.time <= e.time);
@@ -598,6 +630,7 @@ impl Engine {
     ) {
         let timespan = self.rts[d].def.timespan;
         let n_inputs = self.rts[d].def.inputs.len();
+        let chained = self.rts[d].chained;
         let Some(g) = self.rts[d].slots[slot as usize].as_ref() else {
             return;
         };
@@ -627,7 +660,7 @@ impl Engine {
             let hi = g
                 .entries
                 .partition_point(|x| x.time < s.saturating_add(timespan));
-            let (value, upto) = aggregate(kind, g, lo, hi, n_inputs, &mut self.distinct);
+            let (value, upto) = aggregate(kind, g, lo, hi, n_inputs, chained, &mut self.distinct);
             if cond.holds(value) {
                 hit = Some((lo, upto, value));
                 break;
@@ -704,6 +737,7 @@ impl Engine {
         };
         let timespan = self.rts[d].def.timespan;
         let n_inputs = self.rts[d].def.inputs.len();
+        let chained = self.rts[d].chained;
         while let Some(&Reverse((end, slot, anchor))) = self.rts[d].closing.peek() {
             if end > limit {
                 break;
@@ -719,7 +753,8 @@ impl Engine {
             let lo = g.entries.partition_point(|e| e.time < anchor);
             let hi = g.entries.partition_point(|e| e.time < end);
             if hi > lo {
-                let (value, upto) = aggregate(kind, g, lo, hi, n_inputs, &mut self.distinct);
+                let (value, upto) =
+                    aggregate(kind, g, lo, hi, n_inputs, chained, &mut self.distinct);
                 if rt.def.condition.holds(value) {
                     let last = g.last.clone().unwrap_or_default();
                     fired.push(consume(d as u32, g, lo, upto, value, timespan, last));
@@ -881,10 +916,13 @@ impl Engine {
                     GroupSource::Path(_) => key.push_str(NULL_VALUE),
                 }
             }
+            let group_hash = self.hasher.group_key(parent, &key);
             queue.push(Contribution {
                 def: parent,
                 input: pos,
                 time: f.newest,
+                group_hash,
+                value_hash: 0,
                 group: key.into(),
                 value: None,
                 ids: Ids::Many(Arc::new((f.ids.clone(), f.count))),
@@ -901,15 +939,19 @@ fn aggregate(
     lo: usize,
     hi: usize,
     n_inputs: usize,
+    chained: bool,
     distinct: &mut FxHashSet<u64>,
 ) -> (f64, usize) {
     let range = g.entries.range(lo..hi);
     match kind {
+        // Entries from records count one each; a child correlation's count its events.
+        CorrType::EventCount if !chained => ((hi - lo) as f64, hi),
         CorrType::EventCount => (range.map(|e| e.ids.count()).sum::<u64>() as f64, hi),
+        // Values are unique per group (see `push_sigma`), so the distinct count is the
+        // window's length.
         CorrType::ValueCount | CorrType::Temporal => {
-            distinct.clear();
-            distinct.extend(range.map(|e| e.aux));
-            (distinct.len() as f64, hi)
+            let _ = distinct;
+            ((hi - lo) as f64, hi)
         }
         CorrType::TemporalOrdered => {
             let mut next = 0u64;
@@ -948,7 +990,7 @@ fn consume(
     let mut ids = Vec::new();
     let mut count = 0;
     for e in &taken {
-        count += e.ids.count();
+        count += e.ids.count() + u64::from(e.extra);
         e.ids.push_into(&mut ids);
     }
     Fired {

@@ -63,8 +63,8 @@ impl Default for StateConfig {
 /// The newest record of a group, for a stateful finding's `event` and `input`.
 #[derive(Debug, Default)]
 pub struct LastEvent {
-    /// The `event` object, JSON.
-    pub event_json: Box<str>,
+    /// The record's bytes; its `event` object is rendered only if a finding names it.
+    pub record: Arc<[u8]>,
     /// The input's name, a JSON string.
     pub input_json: Arc<str>,
     /// Absolute record index in its input.
@@ -104,8 +104,8 @@ pub struct UnitContribution {
     pub rel: u64,
     /// Position of the record.
     pub pos: Position,
-    /// The `event` object of the record, JSON (shared by the record's contributions).
-    pub event_json: Arc<str>,
+    /// The record's bytes (shared by the record's contributions).
+    pub record: Arc<[u8]>,
     /// The contribution (its `last` is filled in by the stage).
     pub def: u32,
     /// Input position.
@@ -117,10 +117,14 @@ pub struct UnitContribution {
     pub seen: i64,
     /// Group key.
     pub group: Box<str>,
+    /// Its hash ([`KeyHasher::group_key`]).
+    pub group_hash: u64,
     /// Field value.
     pub value: Option<Box<str>>,
-    /// `eventID` (or the finding id when there is none).
-    pub event_id: Box<str>,
+    /// Its hash ([`KeyHasher::value_key`]), 0 without a value.
+    pub value_hash: u64,
+    /// `eventID` (or the record's hash when there is none), compact when a UUID.
+    pub event_id: Ids,
 }
 
 /// A unit's state inputs, aligned with its findings.
@@ -137,12 +141,22 @@ pub struct StateBatch {
 }
 
 /// Findings produced by the stage, already rendered, and the rules they count for.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Emit {
     /// The lines.
     pub buf: Vec<u8>,
     /// One rule index per line.
     pub rules: Vec<u32>,
+    parser: crate::event::RecordParser,
+    known: crate::event::KnownPaths,
+}
+
+impl std::fmt::Debug for Emit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emit")
+            .field("lines", &self.rules.len())
+            .finish()
+    }
 }
 
 impl Emit {
@@ -170,10 +184,18 @@ impl Emit {
         b.extend_from_slice(b",\"rule\":");
         b.extend_from_slice(rule_json.as_bytes());
         b.extend_from_slice(b",\"event\":");
-        if last.event_json.is_empty() {
+        let mut rendered = false;
+        if !last.record.is_empty() {
+            let known = &self.known;
+            self.parser.parse(&last.record, |root| {
+                if let Ok(root) = root {
+                    crate::finding::render_event(b, root, known);
+                    rendered = true;
+                }
+            });
+        }
+        if !rendered {
             b.extend_from_slice(crate::finding::EMPTY_EVENT.as_bytes());
-        } else {
-            b.extend_from_slice(last.event_json.as_bytes());
         }
         b.extend_from_slice(b",\"input\":{\"name\":");
         if last.input_json.is_empty() {
@@ -222,6 +244,8 @@ pub struct StageStats {
 pub struct Stage {
     /// The input of the last unit.
     input: Option<u32>,
+    /// The watermark at which windows are next looked at.
+    next_advance: i64,
     /// Per rule: its id and suppression period, for rules with `suppress:`.
     suppress_rules: Vec<Option<(Box<str>, i64)>>,
     dedup: Option<dedup::Dedup>,
@@ -233,13 +257,14 @@ pub struct Stage {
 
 impl Stage {
     /// A stage for `pack`, or `None` when nothing stateful is configured.
-    pub fn new(pack: &RulePack, cfg: &StateConfig) -> Option<Self> {
+    pub fn new(pack: &RulePack, cfg: &StateConfig, hasher: KeyHasher) -> Option<Self> {
         if cfg.dedup_window.is_none() && !pack.is_stateful() {
             return None;
         }
-        let engine = correlate::Engine::new(pack, cfg.limits);
+        let engine = correlate::Engine::new(pack, cfg.limits, hasher);
         Some(Stage {
             input: None,
+            next_advance: i64::MIN,
             dedup: cfg
                 .dedup_window
                 .map(|w| dedup::Dedup::new(w, cfg.dedup_max_entries)),
@@ -286,6 +311,7 @@ impl Stage {
         let (input_id, input_json) = input;
         if self.input.is_some_and(|i| i != input_id) {
             self.engine.new_input();
+            self.next_advance = i64::MIN;
         }
         self.input = Some(input_id);
         self.stamp();
@@ -310,13 +336,15 @@ impl Stage {
             while let Some(meta) = batch.findings.get(fi).filter(|m| m.rel <= r.rel) {
                 if dup && meta.rel == r.rel {
                     dropped.push(meta.rule);
+                } else if meta.suppress.is_none() {
+                    findings.line_into(fi, base, &mut out.buf);
                 } else {
                     line.clear();
                     findings.line_into(fi, base, &mut line);
-                    if meta.suppress.is_some() && !self.admit(meta, &line, out) {
-                        dropped.push(meta.rule);
-                    } else {
+                    if self.admit(meta, &line, out) {
                         out.buf.extend_from_slice(&line);
+                    } else {
+                        dropped.push(meta.rule);
                     }
                 }
                 fi += 1;
@@ -330,7 +358,7 @@ impl Stage {
                     Some((rel, le)) if *rel == c.rel => le.clone(),
                     _ => {
                         let le = Arc::new(LastEvent {
-                            event_json: (*c.event_json).into(),
+                            record: c.record.clone(),
                             input_json: input_json.clone(),
                             record_index: base + c.rel,
                             pos: c.pos,
@@ -345,8 +373,10 @@ impl Stage {
                         input: c.input,
                         time: c.time,
                         group: c.group,
+                        group_hash: c.group_hash,
                         value: c.value,
-                        ids: Ids::of(&c.event_id),
+                        value_hash: c.value_hash,
+                        ids: c.event_id,
                         last: le,
                     },
                     out,
@@ -380,6 +410,13 @@ impl Stage {
     }
 
     fn advance(&mut self, out: &mut Emit) {
+        // Windows and periods are closed at most once per second of event time (the
+        // resolution of CloudTrail's eventTime): a few heap peeks per record otherwise.
+        let wm = self.engine.watermark();
+        if wm < self.next_advance {
+            return;
+        }
+        self.next_advance = wm.saturating_add(1_000_000);
         self.engine.advance(out, &self.detected_at);
         let limit = self.engine.watermark().saturating_sub(self.lateness);
         self.suppress.advance(limit, out);
@@ -416,7 +453,7 @@ pub struct At {
 }
 
 /// The contributions a match of rule `hit` makes to correlations and alarms, appended
-/// to `out`. `event_json` caches the record's `event` object between its hits.
+/// to `out`. `record` caches the record's bytes between its hits.
 #[allow(clippy::too_many_arguments)]
 pub fn contribute(
     pack: &RulePack,
@@ -425,7 +462,8 @@ pub fn contribute(
     raw: &[u8],
     known: &crate::event::KnownPaths,
     at: At,
-    event_json: &mut Option<Arc<str>>,
+    hasher: &KeyHasher,
+    record: &mut Option<Arc<[u8]>>,
     text: &mut String,
     out: &mut Vec<UnitContribution>,
 ) {
@@ -439,13 +477,7 @@ pub fn contribute(
         else {
             continue;
         };
-        let ev = event_json
-            .get_or_insert_with(|| {
-                let mut b = Vec::with_capacity(256);
-                crate::finding::render_event(&mut b, root, known);
-                String::from_utf8_lossy(&b).into()
-            })
-            .clone();
+        let ev = record.get_or_insert_with(|| Arc::from(raw)).clone();
         text.clear();
         for (i, g) in spec.group.iter().enumerate() {
             if i > 0 {
@@ -461,23 +493,26 @@ pub fn contribute(
             push_scalar(&mut v, p.first(root));
             (v != NULL_VALUE).then(|| v.into_boxed_str())
         });
-        let event_id: Box<str> = match known.event_id.first(root).and_then(path::as_str) {
-            Some(id) => id.into(),
+        let event_id = match known.event_id.first(root).and_then(path::as_str) {
+            Some(id) => Ids::of(id),
             None => {
                 let id = crate::finding::finding_id("", None, raw);
-                String::from_utf8_lossy(&id).into()
+                Ids::of(&String::from_utf8_lossy(&id))
             }
         };
+        let value_hash = value.as_deref().map_or(0, |v| hasher.value_key(v));
         out.push(UnitContribution {
             rel: at.rel,
             pos: at.pos,
-            event_json: ev,
+            record: ev,
             def,
             input,
             time: at.time,
             seen: at.seen,
+            group_hash: hasher.group_key(def, text),
             group: text.as_str().into(),
             value,
+            value_hash,
             event_id,
         });
     }
@@ -523,6 +558,16 @@ impl KeyHasher {
     /// The dedup key of a record: never 0.
     pub fn record_key(&self, event_id: &str, account: Option<&str>) -> u64 {
         self.0.hash_one((event_id, account)).max(1)
+    }
+
+    /// The key of a correlation group.
+    pub fn group_key(&self, def: u32, group: &str) -> u64 {
+        self.0.hash_one((def, group))
+    }
+
+    /// The key of a distinct value.
+    pub fn value_key(&self, value: &str) -> u64 {
+        self.0.hash_one(value)
     }
 
     /// A suppression key over the `by` values.

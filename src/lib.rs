@@ -4,16 +4,17 @@
 //! Sigma rules as it is read, and findings leave as JSON lines.
 //!
 //! ```text
-//! source ─▶ decode ─────────────▶ event ─────────▶ rules ─────────▶ finding ─▶ sink
-//! stdin,    gzip (magic bytes),   simd-json tape,   indexed Sigma    JSON line   stdout,
-//! files     framing: NDJSON,      FieldPath lookup  matching         per hit     dead letters
-//!           {"Records":[…]},
-//!           arrays, CloudWatch
+//! source ─▶ decode ─────────────▶ event ─────────▶ filter ─▶ rules ─────────▶ finding ─▶ state ──────▶ sink
+//! stdin,    gzip (magic bytes),   simd-json tape,   SQL over   indexed Sigma,   JSON line   dedup,         stdout,
+//! files     framing: NDJSON,      FieldPath and     Tailpipe   metric-filter    per hit     correlations,  dead letters
+//!           {"Records":[…]},      JSONPath lookup   columns    patterns                     alarms,
+//!           arrays, CloudWatch                         ╰──────────▶ archive (Parquet)       suppression
 //! ```
 //!
 //! [`pipeline`] wires the stages: a reader thread, a pool of workers that each take one
-//! unit (a small file or a ~1 MiB chunk of a stream) through decode → parse → match →
-//! render, and an in-order sink. Bounded channels and permits give backpressure.
+//! unit (a small file or a ~1 MiB chunk of a stream) through decode → parse → filter →
+//! match → render, and an in-order sink that runs the stateful stage and writes.
+//! Bounded channels and permits give backpressure.
 //!
 //! ## Reading order
 //!
@@ -25,6 +26,9 @@
 //! 6. [`rules`]: the [`rules::RulePack`], its [`rules::index`], and Sigma in
 //!    [`rules::sigma`] (parse → condition → modifiers → compile).
 //! 7. [`finding`] and [`sink`]: the output shapes; [`stats`]: the counters.
+//! 8. [`filter`]: the pre-storage SQL filter; [`state`]: dedup, suppression, and the
+//!    correlation engine ([`state::correlate`]) over [`rules::correlation`]'s linked
+//!    definitions, in event time, on the sink thread.
 //!
 //! ## A rule against a record
 //!

@@ -911,3 +911,26 @@ fn config_file_sets_filter_dedup_and_correlation_limits() {
     let out = common::run(&["config", "check", &cfg.display().to_string()], b"");
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
+
+#[test]
+fn a_record_without_event_time_does_not_move_the_watermark() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let untimed = json!({"eventName": "ConsoleLogin", "eventID": "nt1",
+        "errorMessage": "Failed authentication",
+        "userIdentity": {"arn": "arn:aws:iam::111122223333:user/alice"}})
+    .to_string();
+    let recs = vec![
+        failed("w1", 0, "alice"),
+        untimed,
+        failed("w2", 60, "alice"),
+        failed("w3", 120, "alice"),
+    ];
+    let out = run_rules(dir.path(), COUNT3, &recs, &[]);
+    let f = out.findings();
+    assert_eq!(f.len(), 1, "{f:?}");
+    // The untimed failure counts at the stream's time: the first three fire.
+    assert_eq!(f[0]["correlation"]["event_ids"], json!(["w1", "nt1", "w2"]));
+    let st = out.stats();
+    assert_eq!(st["state"]["correlation_late_events"], 0, "{st}");
+    assert_eq!(stat(&st, "records_without_event_time"), 1);
+}

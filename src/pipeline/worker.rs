@@ -297,9 +297,11 @@ impl Eval<'_> {
             if self.ingest_micros == 0 {
                 self.ingest_micros = archive::now_micros();
             }
+            // No usable event time: the stage takes the stream's current one
+            // (`state::NO_TIME`), so such a record cannot move the watermark.
             time = time_text
                 .and_then(state::parse_event_time)
-                .unwrap_or(self.ingest_micros);
+                .unwrap_or(state::NO_TIME);
             let b = &mut self.done.state;
             b.max_time = Some(b.max_time.map_or(time, |m| m.max(time)));
             let mut key = 0;

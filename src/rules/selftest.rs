@@ -198,7 +198,7 @@ fn run_sequence(
                 .or_else(|| known.timestamp.first(root))
                 .and_then(crate::event::path::as_str)
                 .and_then(state::parse_event_time)
-                .unwrap_or(0);
+                .unwrap_or(state::NO_TIME);
             let rel = i as u64;
             batch.max_time = Some(batch.max_time.map_or(time, |m| m.max(time)));
             batch.records.push(RecordKey { rel, key: 0, time });

@@ -34,6 +34,10 @@ use crate::rules::RulePack;
 
 pub use correlate::{Contribution, EngineStats, Ids, Limits};
 
+/// The event time of a record that has none: the stage uses the newest event time
+/// of the input so far instead.
+pub const NO_TIME: i64 = i64::MIN;
+
 /// Separates group values in a group key.
 pub const GROUP_SEP: char = '\u{1f}';
 /// Stands for a missing group value.
@@ -318,20 +322,23 @@ impl Stage {
         let mut dups = Vec::new();
         let mut dropped = Vec::new();
         let mut line = Vec::new();
-        let (mut fi, mut ci) = (0usize, 0usize);
+        let mut fi = 0usize;
         let contributions = std::mem::take(&mut batch.contributions);
         let mut contributions = contributions.into_iter().peekable();
         let mut last: Option<(u64, Arc<LastEvent>)> = None;
         for r in &batch.records {
+            let now = self.engine.watermark();
+            let time = if r.time == NO_TIME { now } else { r.time };
             let dup = r.key != 0
+                && time != NO_TIME
                 && self
                     .dedup
                     .as_mut()
-                    .is_some_and(|d| d.is_repeat(r.key, r.time));
+                    .is_some_and(|d| d.is_repeat(r.key, time));
             if dup {
                 dups.push(r.rel);
             }
-            self.engine.observe(r.time);
+            self.engine.observe(time);
             self.advance(out);
             while let Some(meta) = batch.findings.get(fi).filter(|m| m.rel <= r.rel) {
                 if dup && meta.rel == r.rel {
@@ -341,7 +348,7 @@ impl Stage {
                 } else {
                     line.clear();
                     findings.line_into(fi, base, &mut line);
-                    if self.admit(meta, &line, out) {
+                    if self.admit(meta, time, &line, out) {
                         out.buf.extend_from_slice(&line);
                     } else {
                         dropped.push(meta.rule);
@@ -349,10 +356,17 @@ impl Stage {
                 }
                 fi += 1;
             }
-            while let Some(c) = contributions.next_if(|c| c.rel <= r.rel) {
-                ci += 1;
+            while let Some(mut c) = contributions.next_if(|c| c.rel <= r.rel) {
                 if dup && c.rel == r.rel {
                     continue;
+                }
+                if c.time == NO_TIME {
+                    // Counted at the input's current time; before any timed record,
+                    // at the record's own position in time is unknown: skipped.
+                    if time == NO_TIME {
+                        continue;
+                    }
+                    c.time = time;
                 }
                 let le = match &last {
                     Some((rel, le)) if *rel == c.rel => le.clone(),
@@ -391,22 +405,25 @@ impl Stage {
             out.buf.extend_from_slice(&line);
             fi += 1;
         }
-        let _ = ci;
         (dups, dropped)
     }
 
     /// Decides whether a rendered finding is emitted (suppression); summaries of ended
     /// periods go to `out`.
-    fn admit(&mut self, meta: &FindingMeta, line: &[u8], out: &mut Emit) -> bool {
+    fn admit(&mut self, meta: &FindingMeta, time: i64, line: &[u8], out: &mut Emit) -> bool {
         let Some((key, by_json)) = &meta.suppress else {
             return true;
         };
         let Some(Some((rule_id, period))) = self.suppress_rules.get(meta.rule as usize) else {
             return true;
         };
-        self.suppress.offer(
-            meta.rule, rule_id, *period, *key, by_json, meta.time, line, out,
-        )
+        let time = if meta.time == NO_TIME {
+            time
+        } else {
+            meta.time
+        };
+        self.suppress
+            .offer(meta.rule, rule_id, *period, *key, by_json, time, line, out)
     }
 
     fn advance(&mut self, out: &mut Emit) {

@@ -490,11 +490,25 @@ pub fn rules(cmd: &RulesCommand) -> Result<i32, AppError> {
             let ctx = load_placeholders(a.placeholders.as_deref())?;
             let (pack, report) = RulePack::load_with(&rule_set(a), &ctx)?;
             log_report(&report, a.strict);
-            for r in pack.rules() {
+            for (i, r) in pack.rules().iter().enumerate() {
+                // id, level, kind ("+alarm" for a metric filter with an alarm,
+                // "/silent" for a rule that only feeds a correlation), title, origin.
+                let silent = if r.alarm.is_some() {
+                    "+alarm"
+                } else if pack.is_silent(i as u32) {
+                    "/silent"
+                } else {
+                    ""
+                };
                 let _ = writeln!(
                     out,
-                    "{}\t{}\t{}\t{}",
-                    r.meta.id, r.meta.level, r.meta.title, r.meta.origin
+                    "{}\t{}\t{}{}\t{}\t{}",
+                    r.meta.id,
+                    r.meta.level,
+                    r.kind.as_str(),
+                    silent,
+                    r.meta.title,
+                    r.meta.origin
                 );
             }
             Ok(exit::OK)

@@ -17,27 +17,8 @@ use crate::event::FieldPath;
 use crate::rules::yaml::{Kind, Mark, Yaml};
 use crate::rules::{CompiledRule, Located, RuleErrorKind, fieldmap};
 
-/// Top-level keys of a correlation document.
-pub const KNOWN_KEYS: &[&str] = &[
-    "title",
-    "id",
-    "name",
-    "related",
-    "status",
-    "description",
-    "license",
-    "author",
-    "references",
-    "date",
-    "modified",
-    "correlation",
-    "falsepositives",
-    "level",
-    "tags",
-    "taxonomy",
-    "generate",
-    "fields",
-];
+/// Keys of a correlation document besides the shared metadata keys.
+pub const KNOWN_KEYS: &[&str] = &["correlation", "generate"];
 
 /// The Sigma correlation types trailhound runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

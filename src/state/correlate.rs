@@ -453,20 +453,7 @@ impl Engine {
 
     /// Evicts the group of correlation `d` idle longest; false if it has none.
     fn evict_oldest(&mut self, d: usize) -> bool {
-        while let Some(Reverse((t, slot))) = self.rts[d].expiry.pop() {
-            let Some(g) = self.rts[d].slots[slot as usize].as_ref() else {
-                continue;
-            };
-            let real = self.expiry_of(g, d);
-            if real > t {
-                self.rts[d].expiry.push(Reverse((real, slot)));
-                continue;
-            }
-            self.stats.groups_evicted += 1;
-            self.remove_group(d, slot);
-            return true;
-        }
-        false
+        self.evict_idlest(d, None)
     }
 
     fn push_sigma(&mut self, c: Contribution, fired: &mut Vec<Fired>) {
@@ -590,11 +577,16 @@ impl Engine {
 
     /// Evicts the idlest group of correlation `d` other than `keep`.
     fn evict_other(&mut self, d: usize, keep: u32) -> bool {
-        let mut held = Vec::new();
+        self.evict_idlest(d, Some(keep))
+    }
+
+    /// Evicts the group idle longest (by its expiry), sparing `keep`.
+    fn evict_idlest(&mut self, d: usize, keep: Option<u32>) -> bool {
+        let mut held = None;
         let mut done = false;
         while let Some(Reverse((t, slot))) = self.rts[d].expiry.pop() {
-            if slot == keep {
-                held.push(Reverse((t, slot)));
+            if Some(slot) == keep {
+                held = Some(Reverse((t, slot)));
                 continue;
             }
             let Some(g) = self.rts[d].slots[slot as usize].as_ref() else {
@@ -610,7 +602,7 @@ impl Engine {
             done = true;
             break;
         }
-        for h in held {
+        if let Some(h) = held {
             self.rts[d].expiry.push(h);
         }
         done

@@ -20,8 +20,8 @@ pub enum Parsed {
     Correlation(Box<(RuleMeta, crate::rules::correlation::CorrelationSpec)>),
 }
 
-/// Top-level keys of the Sigma rule format (plus the trailhound extensions).
-const KNOWN_KEYS: &[&str] = &[
+/// Metadata keys every rule kind shares (Sigma's, plus `suppress`).
+pub(crate) const META_KEYS: &[&str] = &[
     "title",
     "id",
     "name",
@@ -33,16 +33,16 @@ const KNOWN_KEYS: &[&str] = &[
     "references",
     "date",
     "modified",
-    "logsource",
-    "detection",
     "fields",
     "falsepositives",
     "level",
     "tags",
     "scope",
     "taxonomy",
-    "suppress",
 ];
+
+/// Keys of a Sigma rule besides [`META_KEYS`].
+const KNOWN_KEYS: &[&str] = &["logsource", "detection", "suppress"];
 
 pub(crate) fn string_list(doc: &Yaml, key: &str) -> Result<Vec<String>, Located> {
     match doc.get(key) {
@@ -187,28 +187,8 @@ pub fn parse_document(
     Ok(Parsed::Rule(Box::new(rule)))
 }
 
-/// Top-level keys of a metric-filter rule.
-const METRIC_KEYS: &[&str] = &[
-    "title",
-    "id",
-    "name",
-    "related",
-    "status",
-    "description",
-    "license",
-    "author",
-    "references",
-    "date",
-    "modified",
-    "logsource",
-    "pattern",
-    "alarm",
-    "fields",
-    "falsepositives",
-    "level",
-    "tags",
-    "suppress",
-];
+/// Keys of a metric-filter rule besides [`META_KEYS`].
+const METRIC_KEYS: &[&str] = &["logsource", "pattern", "alarm", "suppress"];
 
 /// A metric-filter rule needs no `logsource` (it is CloudTrail by construction); one
 /// that names another product is skipped like a Sigma rule.
@@ -227,7 +207,8 @@ fn pattern_mark(node: &Yaml, col: usize) -> crate::rules::yaml::Mark {
     m
 }
 
-/// The metadata keys every rule kind shares. Unknown top-level keys become warnings.
+/// The metadata every rule kind shares. Top-level keys in neither [`META_KEYS`] nor
+/// `known` become warnings.
 pub fn parse_meta(
     doc: &Yaml,
     origin: &Origin,
@@ -241,6 +222,7 @@ pub fn parse_meta(
     for (k, _) in doc.as_map().unwrap_or_default() {
         if let Some(key) = k.as_scalar_text()
             && !known.contains(&key)
+            && !META_KEYS.contains(&key)
         {
             warn.push(Located {
                 mark: k.mark,

@@ -934,3 +934,102 @@ fn a_record_without_event_time_does_not_move_the_watermark() {
     assert_eq!(st["state"]["correlation_late_events"], 0, "{st}");
     assert_eq!(stat(&st, "records_without_event_time"), 1);
 }
+
+#[test]
+fn value_sum_and_value_avg_aggregate_numbers() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let rules = r#"
+title: Any data transfer
+id: 10000000-0000-0000-0000-000000000070
+name: transfer
+logsource: {product: aws, service: cloudtrail}
+detection:
+  sel: {eventName: GetObject}
+  condition: sel
+---
+title: More than 1000 bytes out by one user in 5 minutes
+id: 20000000-0000-0000-0000-000000000070
+correlation:
+  type: value_sum
+  rules: [transfer]
+  group-by: [userIdentity.arn]
+  timespan: 5m
+  condition: {field: additionalEventData.bytesTransferredOut, gt: 1000}
+---
+title: Average transfer of at least 400 bytes by one user in 5 minutes
+id: 20000000-0000-0000-0000-000000000071
+correlation:
+  type: value_avg
+  rules: [transfer]
+  group-by: [userIdentity.arn]
+  timespan: 5m
+  condition: {field: additionalEventData.bytesTransferredOut, gte: 400}
+generate: true
+"#;
+    let get = |id: &str, s: i64, bytes: Value| {
+        rec(
+            id,
+            s,
+            "GetObject",
+            "alice",
+            json!({"eventSource": "s3.amazonaws.com", "additionalEventData": {"bytesTransferredOut": bytes}}),
+        )
+    };
+    let recs = vec![
+        get("b1", 0, json!(300)),
+        get("b2", 10, json!("not a number")),
+        get("b3", 20, json!(300.5)),
+        get("b4", 30, json!(500)),
+    ];
+    let out = run_rules(dir.path(), rules, &recs, &[]);
+    let f = out.findings();
+    let sum = by_rule(&f, "20000000-0000-0000-0000-000000000070");
+    assert_eq!(sum.len(), 1, "{f:?}");
+    assert_eq!(sum[0]["correlation"]["value"], 1100.5);
+    assert_eq!(
+        sum[0]["correlation"]["event_ids"],
+        json!(["b1", "b3", "b4"])
+    );
+    // The average never reaches 400: 300, then 300.25, then 366.8 (the text value is
+    // not a number and does not count).
+    assert!(by_rule(&f, "20000000-0000-0000-0000-000000000071").is_empty());
+    // A big transfer lifts it to (300 + 300.5 + 500 + 900) / 4.
+    let mut more = recs.clone();
+    more.push(get("b5", 40, json!(900)));
+    let out = run_rules(dir.path(), rules, &more, &[]);
+    let avg = by_rule(&out.findings(), "20000000-0000-0000-0000-000000000071")
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
+    assert_eq!(avg.len(), 1);
+    assert_eq!(avg[0]["correlation"]["value"], 500.125);
+}
+
+#[test]
+fn eq_and_neq_conditions_are_judged_at_window_close() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let rules = r#"
+title: Exactly two failed logins in 5 minutes
+id: 20000000-0000-0000-0000-000000000080
+correlation:
+  type: event_count
+  rules: [failed_login]
+  group-by: [userIdentity.arn]
+  timespan: 5m
+  condition: {eq: 2}
+"#;
+    let recs = vec![
+        failed("q1", 0, "alice"),
+        failed("q2", 10, "alice"),
+        failed("q3", 0, "bob"),
+        failed("q4", 10, "bob"),
+        failed("q5", 20, "bob"),
+    ];
+    let out = run_rules(dir.path(), rules, &recs, &[]);
+    let f = by_rule(&out.findings(), "20000000-0000-0000-0000-000000000080")
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0]["correlation"]["event_ids"], json!(["q1", "q2"]));
+}

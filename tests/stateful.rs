@@ -1033,3 +1033,55 @@ correlation:
     assert_eq!(f.len(), 1, "{f:?}");
     assert_eq!(f[0]["correlation"]["event_ids"], json!(["q1", "q2"]));
 }
+
+#[test]
+fn malformed_correlations_are_errors_never_crashes() {
+    use trailhound::rules::{LoadReport, Origin, RulePack};
+    let base = "title: t\nid: 10000000-0000-0000-0000-0000000000aa\nname: base\nlogsource: {product: aws}\ndetection: {sel: {eventName: X}, condition: sel}\n---\n";
+    let bodies = [
+        "correlation: 5",
+        "correlation: {}",
+        "correlation: {type: event_count}",
+        "correlation: {type: nope, rules: [base], timespan: 5m}",
+        "correlation: {type: event_count, rules: [base], timespan: 5m}",
+        "correlation: {type: event_count, rules: [base], timespan: soon, condition: {gte: 1}}",
+        "correlation: {type: event_count, rules: [base], timespan: 0s, condition: {gte: 1}}",
+        "correlation: {type: event_count, rules: [base], timespan: 5m, condition: {gte: many}}",
+        "correlation: {type: event_count, rules: [base], timespan: 5m, condition: {about: 3}}",
+        "correlation: {type: event_count, rules: [base], timespan: 5m, condition: [1]}",
+        "correlation: {type: value_count, rules: [base], timespan: 5m, condition: {gte: 2}}",
+        "correlation: {type: value_count, rules: [base], timespan: 5m, condition: {field: [a, b], gte: 2}}",
+        "correlation: {type: value_percentile, rules: [base], timespan: 5m, condition: {field: a, lte: 1}}",
+        "correlation: {type: temporal, rules: [], timespan: 5m}",
+        "correlation: {type: temporal, rules: [base, base2], group-by: [g], timespan: 5m, aliases: {g: {base: a}}}",
+        "correlation: {type: temporal, rules: base, group-by: [x], timespan: 5m, aliases: 3}",
+        "correlation: {type: temporal, rules: [base], group-by: [x], timespan: 5m}\ngenerate: maybe",
+        "correlation: {type: event_count, rules: [base], group-by: ['a..b'], timespan: 5m, condition: {gte: 1}}",
+        "pattern: 42",
+        "pattern: '{ $.a = 1 }'\nalarm: {threshold: lots}",
+        "pattern: '{ $.a = 1 }'\nalarm: {threshold: '>= 1', evaluation_periods: 0}",
+        "pattern: '{ $.a = 1 }'\nalarm: {threshold: '>= 1', evaluation_periods: 2, datapoints_to_alarm: 3}",
+        "pattern: '{ $.a = 1 }'\nalarm: 7",
+        "detection: {sel: {a: 1}, condition: sel}\nlogsource: {product: aws}\nsuppress: {by: [a]}",
+        "detection: {sel: {a: 1}, condition: sel}\nlogsource: {product: aws}\nsuppress: {for: never}",
+    ];
+    for body in bodies {
+        let text = format!("{base}title: c\nid: 20000000-0000-0000-0000-0000000000aa\n{body}\n");
+        let mut report = LoadReport::default();
+        let pack = RulePack::from_sources(&[(Origin::Builtin("x.yml".into()), text)], &mut report);
+        assert!(
+            !report.errors.is_empty(),
+            "no error for {body:?}: {} rules",
+            pack.rules().len()
+        );
+        let e = report.errors[0].to_string();
+        assert!(e.starts_with("builtin:x.yml:"), "{e}");
+        // The base rule still loads.
+        assert!(
+            pack.rules()
+                .iter()
+                .any(|r| r.meta.name.as_deref() == Some("base")),
+            "{body}"
+        );
+    }
+}

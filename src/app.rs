@@ -240,6 +240,9 @@ pub fn detect(args: &DetectArgs, shutdown: Arc<AtomicBool>) -> Result<i32, AppEr
     if let Some(n) = corr_file.and_then(|c| c.max_events_per_group) {
         cfg.state.limits.max_events_per_group = n.max(1);
     }
+    if let Some(n) = corr_file.and_then(|c| c.max_events) {
+        cfg.state.limits.max_state_events = n.max(1);
+    }
     let dead_letter = args
         .dead_letter
         .clone()

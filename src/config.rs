@@ -89,6 +89,8 @@ pub struct CorrelationSection {
     pub max_groups: Option<usize>,
     /// Contributions kept per group (default 10,000).
     pub max_events_per_group: Option<usize>,
+    /// Contributions held by all correlations together (default 2,000,000).
+    pub max_events: Option<usize>,
 }
 
 /// What the pre-storage filter applies to.

@@ -34,8 +34,8 @@ pub struct FindingContext<'a> {
     pub known: &'a KnownPaths,
 }
 
-/// Writes `v` as compact JSON.
-fn write_value(out: &mut Vec<u8>, v: Option<Value<'_, '_>>) {
+/// Writes `v` as compact JSON (`null` when missing).
+pub fn write_value(out: &mut Vec<u8>, v: Option<Value<'_, '_>>) {
     match v {
         Some(v) => {
             if v.write(out).is_err() {

@@ -2,26 +2,13 @@
 //! appear only complete in Tailpipe's hive layout, partition values from records cannot
 //! escape the root, and DuckDB answers Tailpipe's queries as the source JSON does.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_trailhound");
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn samples() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("tests/data/cloudtrail"))
-        .expect("samples")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.to_string_lossy().ends_with(".ndjson.gz"))
-        .collect();
-    v.sort();
-    v
-}
+use common::{BIN, root, samples};
 
 fn files_with(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     trailhound::fswalk::files_under(dir, &|p| p.to_string_lossy().ends_with(suffix))
@@ -47,11 +34,7 @@ fn run(args: &[&std::ffi::OsStr]) -> serde_json::Value {
 fn every_kept_record_is_one_row_in_a_complete_file() {
     let tmp = tempfile::tempdir().expect("tmp");
     let archive = tmp.path().join("archive");
-    let mut args: Vec<std::ffi::OsString> = samples().into_iter().map(Into::into).collect();
-    args.push("--archive".into());
-    args.push(archive.clone().into());
-    let argv: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-    let stats = run(&argv);
+    let stats = common::archive_samples(&archive);
     assert_eq!(stats["records_kept"], 11_625);
     assert_eq!(stats["records_archived"], stats["records_kept"]);
     let parquet = files_with(&archive, ".parquet");
@@ -147,11 +130,7 @@ fn duckdb_answers_tailpipe_queries_as_the_source_does() {
     }
     let tmp = tempfile::tempdir().expect("tmp");
     let archive = tmp.path().join("archive");
-    let mut args: Vec<std::ffi::OsString> = samples().into_iter().map(Into::into).collect();
-    args.push("--archive".into());
-    args.push(archive.clone().into());
-    let argv: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-    run(&argv);
+    common::archive_samples(&archive);
     let out = Command::new(&python)
         .arg(root().join("tests/archive_check.py"))
         .arg(&archive)

@@ -321,18 +321,7 @@ fn duckdb_counts(exprs: &[&str]) -> Option<Vec<u64>> {
     }
     let tmp = tempfile::tempdir().expect("tmp");
     let archive = tmp.path().join("archive");
-    let out = std::process::Command::new(common::BIN)
-        .args(common::samples())
-        .arg("--archive")
-        .arg(&archive)
-        .args(["--no-record", "--stats", "json"])
-        .output()
-        .expect("run trailhound");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::archive_samples(&archive);
     let script = "import duckdb, json, sys\n\
                   con = duckdb.connect()\n\
                   con.execute(open(sys.argv[1], encoding='utf-8').read())\n\

@@ -224,14 +224,6 @@ struct StateHooks<'a> {
     hasher: &'a KeyHasher,
 }
 
-/// Writes `v` as compact JSON.
-fn finding_value(out: &mut Vec<u8>, v: Value<'_, '_>) {
-    use simd_json::prelude::Writable;
-    if v.write(out).is_err() {
-        out.extend_from_slice(b"null");
-    }
-}
-
 /// The [`FrameHandler`] of a unit: parsers plus the evaluation state.
 struct Handler<'a> {
     parser: &'a mut RecordParser,
@@ -341,16 +333,19 @@ impl Eval<'_> {
                 self.done.counters.add_finding(h);
                 if st.on {
                     let suppress = rule.suppress.as_ref().map(|s| {
-                        let mut by = serde_json::Map::new();
-                        for (name, p) in &s.by {
-                            let v = p.first(root).map_or(serde_json::Value::Null, |v| {
-                                let mut out = Vec::new();
-                                finding_value(&mut out, v);
-                                serde_json::from_slice(&out).unwrap_or(serde_json::Value::Null)
-                            });
-                            by.insert(name.clone(), v);
+                        // The `by` values as a JSON object (names sorted at load time).
+                        let mut by = Vec::with_capacity(64);
+                        by.push(b'{');
+                        for (i, (name, p)) in s.by.iter().enumerate() {
+                            if i > 0 {
+                                by.push(b',');
+                            }
+                            let _ = serde_json::to_writer(&mut by, name);
+                            by.push(b':');
+                            finding::write_value(&mut by, p.first(root));
                         }
-                        let by = serde_json::Value::Object(by).to_string();
+                        by.push(b'}');
+                        let by = String::from_utf8_lossy(&by).into_owned();
                         let key = st.hasher.values_key(h, &by);
                         (key, by.into_boxed_str())
                     });

@@ -489,7 +489,7 @@ pub fn parse_alarm(node: &Yaml) -> Result<AlarmSpec, Located> {
 /// `for` are counted into one summary finding.
 #[derive(Debug, Clone)]
 pub struct Suppress {
-    /// The fields whose values form the key, as written and compiled.
+    /// The fields whose values form the key, as written and compiled, sorted by name.
     pub by: Vec<(String, FieldPath)>,
     /// The period, in microseconds.
     pub period: i64,
@@ -513,11 +513,14 @@ pub fn parse_suppress(doc: &Yaml) -> Result<Option<Suppress>, Located> {
     let mut by = Vec::new();
     if let Some(b) = node.get("by") {
         for (name, mark) in names(b, "suppress.by")? {
-            let path = FieldPath::parse(&fieldmap::map(&name))
+            let path = fieldmap::path(&name)
                 .map_err(|e| err(mark, RuleErrorKind::BadPath(e.to_string())))?;
             by.push((name, path));
         }
     }
+    // Sorted by name: the key and the summary's `by` object do not depend on the
+    // order the rule lists them in.
+    by.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(Some(Suppress { by, period }))
 }
 
@@ -839,7 +842,7 @@ fn build_def(
             };
             match src {
                 Source::Rule(_) => {
-                    let p = FieldPath::parse(&fieldmap::map(field))
+                    let p = fieldmap::path(field)
                         .map_err(|e| fail(format!("group-by '{field}': {e}")))?;
                     group.push(GroupSource::Path(p));
                 }
@@ -861,10 +864,7 @@ fn build_def(
         let value = match (&spec.field, src) {
             (Some(f), Source::Rule(_)) => {
                 let f = alias_field(f).unwrap_or(f);
-                Some(
-                    FieldPath::parse(&fieldmap::map(f))
-                        .map_err(|e| fail(format!("condition.field '{f}': {e}")))?,
-                )
+                Some(fieldmap::path(f).map_err(|e| fail(format!("condition.field '{f}': {e}")))?)
             }
             (Some(_), Source::Correlation(_)) => {
                 return Err(fail(format!(

@@ -67,6 +67,11 @@ fn camel(seg: &str) -> String {
     out
 }
 
+/// A rule's field name (CloudTrail, Tailpipe or JSONPath spelling) compiled to a path.
+pub fn path(field: &str) -> Result<crate::event::FieldPath, crate::event::PathError> {
+    crate::event::FieldPath::parse(&map(field))
+}
+
 /// The CloudTrail path for a rule's field name.
 pub fn map(field: &str) -> Cow<'_, str> {
     let (head, rest) = match field.split_once('.') {

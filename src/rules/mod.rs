@@ -219,11 +219,7 @@ impl CompiledRule {
         let field_paths = meta
             .fields
             .iter()
-            .filter_map(|f| {
-                crate::event::FieldPath::parse(&fieldmap::map(f))
-                    .ok()
-                    .map(|p| (f.clone(), p))
-            })
+            .filter_map(|f| fieldmap::path(f).ok().map(|p| (f.clone(), p)))
             .collect();
         CompiledRule {
             meta,
@@ -680,9 +676,8 @@ impl RulePack {
         self.retain(keep)
     }
 
-    /// Leaves out the rules with these ids (`rules.disable`); a correlation whose rule
-    /// is disabled no longer links and is reported by [`RulePack::load`]-style errors
-    /// only when built with a report, so disabling is best done on whole chains.
+    /// Leaves out the rules with these ids (`rules.disable`). A correlation that names
+    /// a disabled rule no longer links and is left out too, without an error.
     pub fn without_ids(self, ids: &[String]) -> RulePack {
         let keep: Vec<bool> = self
             .rules

@@ -46,7 +46,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::{Emit, GROUP_SEP, KeyHasher, LastEvent, NULL_VALUE, micros_rfc3339};
 use crate::rules::RulePack;
 use crate::rules::correlation::{
-    AlarmSpec, Condition, CorrType, CorrelationDef, DefKind, GroupSource, num_json,
+    AlarmSpec, CorrType, CorrelationDef, DefKind, GroupSource, num_json,
 };
 
 /// Window starts tried for a contribution that arrives out of order.
@@ -285,7 +285,6 @@ pub struct Engine {
     live_groups: u64,
     live_events: u64,
     stats: EngineStats,
-    distinct: FxHashSet<u64>,
 }
 
 /// A finding before rendering.
@@ -348,7 +347,6 @@ impl Engine {
             live_groups: 0,
             live_events: 0,
             stats: EngineStats::default(),
-            distinct: FxHashSet::default(),
         }
     }
 
@@ -652,7 +650,7 @@ impl Engine {
             let hi = g
                 .entries
                 .partition_point(|x| x.time < s.saturating_add(timespan));
-            let (value, upto) = aggregate(kind, g, lo, hi, n_inputs, chained, &mut self.distinct);
+            let (value, upto) = aggregate(kind, g, lo, hi, n_inputs, chained);
             if cond.holds(value) {
                 hit = Some((lo, upto, value));
                 break;
@@ -745,8 +743,7 @@ impl Engine {
             let lo = g.entries.partition_point(|e| e.time < anchor);
             let hi = g.entries.partition_point(|e| e.time < end);
             if hi > lo {
-                let (value, upto) =
-                    aggregate(kind, g, lo, hi, n_inputs, chained, &mut self.distinct);
+                let (value, upto) = aggregate(kind, g, lo, hi, n_inputs, chained);
                 if rt.def.condition.holds(value) {
                     let last = g.last.clone().unwrap_or_default();
                     fired.push(consume(d as u32, g, lo, upto, value, timespan, last));
@@ -932,7 +929,6 @@ fn aggregate(
     hi: usize,
     n_inputs: usize,
     chained: bool,
-    distinct: &mut FxHashSet<u64>,
 ) -> (f64, usize) {
     let range = g.entries.range(lo..hi);
     match kind {
@@ -941,10 +937,7 @@ fn aggregate(
         CorrType::EventCount => (range.map(|e| e.ids.count()).sum::<u64>() as f64, hi),
         // Values are unique per group (see `push_sigma`), so the distinct count is the
         // window's length.
-        CorrType::ValueCount | CorrType::Temporal => {
-            let _ = distinct;
-            ((hi - lo) as f64, hi)
-        }
+        CorrType::ValueCount | CorrType::Temporal => ((hi - lo) as f64, hi),
         CorrType::TemporalOrdered => {
             let mut next = 0u64;
             for (i, e) in range.enumerate() {
@@ -1043,9 +1036,4 @@ fn alarm_fired(def: u32, a: &AlarmState, b: i64) -> Fired {
             .clone()
             .unwrap_or_else(|| Arc::new(LastEvent::default())),
     }
-}
-
-/// Whether the condition is one of the lower-bound kind, for docs and tests.
-pub fn judged_on_arrival(c: &Condition) -> bool {
-    !c.needs_close()
 }

@@ -44,6 +44,21 @@ pub fn samples() -> Vec<PathBuf> {
     out
 }
 
+/// Runs the binary over the five samples with `--archive ARCHIVE --no-record --stats
+/// json`, requires success, and returns the stats object.
+pub fn archive_samples(archive: &Path) -> Value {
+    let out = Command::new(BIN)
+        .args(samples())
+        .arg("--archive")
+        .arg(archive)
+        .args(["--no-record", "--stats", "json"])
+        .output()
+        .expect("run trailhound");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    serde_json::from_str(err.lines().last().expect("stats line")).expect("stats json")
+}
+
 /// One sample by its file stem (`stratus-red-team`).
 pub fn sample(name: &str) -> PathBuf {
     let p = data_dir().join(format!("{name}.ndjson.gz"));

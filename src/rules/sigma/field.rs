@@ -501,9 +501,8 @@ fn add_value(
         return Ok(());
     }
     if m.fieldref {
-        let mapped = fieldmap::map(text);
-        let p = FieldPath::parse(&mapped)
-            .map_err(|e| err(mark, RuleErrorKind::BadPath(e.to_string())))?;
+        let p =
+            fieldmap::path(text).map_err(|e| err(mark, RuleErrorKind::BadPath(e.to_string())))?;
         set.add_fieldref(p, m.anchor);
         return Ok(());
     }
@@ -579,8 +578,7 @@ pub fn compile_field(key: &Yaml, value: &Yaml, ctx: &CompileContext) -> Result<F
         }
         None
     } else {
-        let mapped = fieldmap::map(&field);
-        let p = FieldPath::parse(&mapped)
+        let p = fieldmap::path(&field)
             .map_err(|e| err(key.mark, RuleErrorKind::BadPath(e.to_string())))?;
         Some(p)
     };

@@ -121,23 +121,62 @@ pub fn load_rules(
     Ok((pack, report))
 }
 
+/// Whether the run is a batch (`detect`) or the daemon (`run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Detect,
+    Run,
+}
+
 /// `trailhound detect`.
 pub fn detect(args: &DetectArgs, shutdown: Arc<AtomicBool>) -> Result<i32, AppError> {
-    let file = match &args.config {
+    execute(args, shutdown, Mode::Detect)
+}
+
+/// `trailhound run --config F`: the daemon.
+pub fn run(args: &DetectArgs, shutdown: Arc<AtomicBool>) -> Result<i32, AppError> {
+    execute(args, shutdown, Mode::Run)
+}
+
+fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i32, AppError> {
+    let cli_err = |message: String| {
+        AppError::Config(ConfigError {
+            file: "<command line>".into(),
+            location: None,
+            message,
+        })
+    };
+    let mut file = match &args.config {
         Some(p) => {
             let (cfg, warnings) = ConfigFile::load(p)?;
             for w in warnings {
                 tracing::warn!("{w}");
             }
-            if cfg.other.contains_key("sources") {
+            if mode == Mode::Detect && !cfg.sources.is_empty() {
                 tracing::warn!(
                     "sources: are read by `trailhound run`; detect reads its INPUT paths or stdin"
                 );
             }
             cfg
         }
+        None if mode == Mode::Run => {
+            return Err(cli_err("run needs --config FILE with sources:".into()));
+        }
         None => ConfigFile::default(),
     };
+    if mode == Mode::Run {
+        if !args.inputs.is_empty() {
+            return Err(cli_err(
+                "run takes no INPUT; its inputs are the config file's sources:".into(),
+            ));
+        }
+        if file.sources.is_empty() {
+            return Err(cli_err(format!(
+                "{}: run needs at least one entry in sources:",
+                args.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+            )));
+        }
+    }
     let rules_cfg = file.rules.unwrap_or_default();
     let mut paths = args.rules.clone();
     paths.extend(rules_cfg.paths.iter().cloned());
@@ -170,11 +209,97 @@ pub fn detect(args: &DetectArgs, shutdown: Arc<AtomicBool>) -> Result<i32, AppEr
         "rules loaded"
     );
     let pack = Arc::new(pack);
-    let (inputs, missing) = crate::source::discover(&args.inputs);
-    for m in &missing {
-        tracing::error!("input {m}");
-    }
     let mut cfg = PipelineConfig::default();
+    let bound = |k: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|s| {
+                crate::source::s3::parse_time_bound(s)
+                    .ok_or_else(|| cli_err(format!("--{k}: {s:?} is not a date (2024-12-01) or RFC 3339 time")))
+            })
+            .transpose()
+    };
+    let (since, until) = (bound("since", &args.since)?, bound("until", &args.until)?);
+    if since.is_some() || until.is_some() {
+        let r = (since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX));
+        if r.0 >= r.1 {
+            return Err(cli_err("--since must be before --until".into()));
+        }
+        cfg.time_range = Some(r);
+    }
+    let state_dir = args.state_dir.clone().or_else(|| file.state_dir.clone());
+    let (remote, local): (Vec<&PathBuf>, Vec<&PathBuf>) = args
+        .inputs
+        .iter()
+        .partition(|p| p.to_str().is_some_and(|s| s.starts_with("s3://")));
+    let mut live_sources = Vec::new();
+    if mode == Mode::Run {
+        live_sources = std::mem::take(&mut file.sources);
+    } else if !remote.is_empty() {
+        let conn = match &args.connection {
+            Some(n) => crate::source::aws::ConnectionRef::Name(n.clone()),
+            None => crate::source::aws::ConnectionRef::Inline(Box::new(
+                crate::source::aws::Connection {
+                    profile: args.profile.clone(),
+                    region: args.aws_region.clone(),
+                    endpoint_url: args.endpoint_url.clone(),
+                    s3_force_path_style: args.s3_force_path_style,
+                    ..Default::default()
+                },
+            )),
+        };
+        if !local.is_empty() {
+            live_sources.push(crate::source::live::SourceConfig::Files(
+                crate::source::live::FilesConfig {
+                    name: Some("files".into()),
+                    paths: local.iter().map(|p| (*p).clone()).collect(),
+                },
+            ));
+        }
+        for url in &remote {
+            let mut c = crate::source::s3::from_url(&url.to_string_lossy()).map_err(&cli_err)?;
+            c.name = Some(args.partition.clone().unwrap_or_else(|| "s3".into()));
+            c.connection = Some(conn.clone());
+            c.since = args.since.clone();
+            c.until = args.until.clone();
+            c.concurrency = args.concurrency;
+            if !args.accounts.is_empty() {
+                c.accounts = args.accounts.clone();
+            }
+            if !args.regions.is_empty() {
+                c.regions = args.regions.clone();
+            }
+            if remote.len() > 1 {
+                c.name = Some(format!("s3-{}", c.bucket));
+            }
+            let src = crate::source::live::SourceConfig::S3(c);
+            src.validate(&file.connections).map_err(|e| cli_err(format!("{}: {e}", url.display())))?;
+            live_sources.push(src);
+        }
+    }
+    let mut live = None;
+    let mut missing = Vec::new();
+    let feed = if live_sources.is_empty() {
+        let (inputs, m) = crate::source::discover(&args.inputs);
+        for e in &m {
+            tracing::error!("input {e}");
+        }
+        missing = m;
+        crate::source::Feed::Inputs(inputs)
+    } else {
+        let opts = crate::source::live::LiveOptions {
+            follow: mode == Mode::Run,
+            checkpoints: crate::source::checkpoint::Checkpoints::new(state_dir.as_deref()),
+            state_dir: state_dir.clone(),
+            progress: args.progress
+                || (mode == Mode::Detect && std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        };
+        let connections = std::mem::take(&mut file.connections);
+        let mut l = crate::source::live::start(live_sources, connections, opts, shutdown.clone())
+            .map_err(&cli_err)?;
+        let f = l.feed();
+        live = Some(l);
+        f
+    };
     if let Some(t) = args.threads {
         cfg.threads = t.max(1);
         cfg.max_in_flight = 4 * cfg.threads + 4;
@@ -315,12 +440,19 @@ pub fn detect(args: &DetectArgs, shutdown: Arc<AtomicBool>) -> Result<i32, AppEr
         }
         None => None,
     };
-    let outcome = match pipeline::run(inputs, pack.clone(), out, archive, &cfg, shutdown) {
+    let result = pipeline::run(feed, pack.clone(), out, archive, &cfg, shutdown.clone());
+    // Sources stop once the pipeline is done (or failed), then apply what was
+    // acknowledged.
+    shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reports = live.map(|l| l.finish()).unwrap_or_default();
+    let outcome = match result {
         Ok(o) => o,
         Err(pipeline::PipelineError::Sink(e)) => return Err(e.into()),
         Err(pipeline::PipelineError::Archive(e)) => return Err(e.into()),
     };
     let mut summary = outcome.summary;
+    let source_failed = reports.iter().any(|r| r.error.is_some());
+    summary.sources = reports;
     summary.state = outcome.state;
     if let Some(st) = &summary.state
         && st.engine.late_events > 0
@@ -351,7 +483,7 @@ pub fn detect(args: &DetectArgs, shutdown: Arc<AtomicBool>) -> Result<i32, AppEr
         (None, StatsFormat::Human) => tracing::info!("{}", summary.human()),
         (None, StatsFormat::None) => {}
     }
-    if summary.inputs_failed > 0 {
+    if summary.inputs_failed > 0 || source_failed {
         return Ok(exit::INPUT_ERROR);
     }
     if let (Some(threshold), Some(max)) = (args.fail_on, outcome.max_level)

@@ -47,8 +47,11 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Read CloudTrail records from files or stdin and print findings (the default).
+    /// Read CloudTrail records from files, stdin or s3:// URLs and print findings (the default).
     Detect(Box<DetectArgs>),
+    /// Run as a daemon: read the config file's `sources:` (S3, SQS, CloudWatch Logs,
+    /// stdin, files) until stopped, checkpointing what is done.
+    Run(Box<DetectArgs>),
     /// Validate, test or list rules.
     #[command(subcommand)]
     Rules(RulesCommand),
@@ -206,6 +209,43 @@ pub struct DetectArgs {
     /// Groups kept per correlation before the idlest is evicted [default: 1000000].
     #[arg(long, value_name = "N")]
     pub max_groups: Option<usize>,
+    /// Only records whose event time is at or after this (2024-12-01 or RFC 3339);
+    /// with s3:// inputs, only the days from here on are listed.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only records whose event time is before this (exclusive).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// s3:// inputs: only these accounts (comma-separated or repeated).
+    #[arg(long, value_name = "ID", value_delimiter = ',')]
+    pub accounts: Vec<String>,
+    /// s3:// inputs: only these regions (comma-separated or repeated).
+    #[arg(long = "regions", value_name = "REGION", value_delimiter = ',')]
+    pub regions: Vec<String>,
+    /// s3:// inputs: objects fetched at once [default: 64].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// AWS profile for s3:// inputs (else the default credential chain).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// AWS region for s3:// inputs.
+    #[arg(long = "region", value_name = "REGION")]
+    pub aws_region: Option<String>,
+    /// Another S3 endpoint (MinIO, LocalStack, a VPC endpoint).
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Path-style S3 addressing (most S3-compatible servers need it).
+    #[arg(long)]
+    pub s3_force_path_style: bool,
+    /// A `connections:` entry of the config file for s3:// inputs.
+    #[arg(long, value_name = "NAME")]
+    pub connection: Option<String>,
+    /// Where checkpoints are kept (also `state_dir:`); s3:// inputs resume from them.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Show a progress bar on stderr even when it is not a terminal.
+    #[arg(long)]
+    pub progress: bool,
     /// Log level for stderr (error, warn, info, debug, trace); RUST_LOG overrides.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,

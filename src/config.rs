@@ -123,20 +123,21 @@ pub struct ConfigFile {
     pub archive: Option<ArchiveSection>,
     /// `dead_letter:`
     pub dead_letter: Option<DeadLetterSection>,
+    /// `connections:` — named ways to reach AWS.
+    #[serde(default)]
+    pub connections: BTreeMap<String, crate::source::aws::Connection>,
+    /// `sources:` — what `trailhound run` reads.
+    #[serde(default)]
+    pub sources: Vec<crate::source::live::SourceConfig>,
+    /// `state_dir:` — checkpoints (and SQS dead letters by default).
+    pub state_dir: Option<PathBuf>,
     /// Every other section, reported as not acted on.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_yaml_ng::Value>,
 }
 
 /// Sections of the documented skeleton that later versions act on.
-const KNOWN_LATER: &[&str] = &[
-    "connections",
-    "sources",
-    "sinks",
-    "state_dir",
-    "metrics",
-    "enrich",
-];
+const KNOWN_LATER: &[&str] = &["sinks", "metrics", "enrich"];
 
 /// Replaces `${NAME}` with the environment variable `NAME`.
 pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
@@ -250,6 +251,22 @@ impl ConfigFile {
                 return Err(fail(
                     None,
                     format!("{key}: {s:?} is not a duration (e.g. 15m)"),
+                ));
+            }
+        }
+        for (name, c) in &cfg.connections {
+            c.validate()
+                .map_err(|e| fail(None, format!("connections.{name}: {e}")))?;
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, src) in cfg.sources.iter().enumerate() {
+            let name = src.name();
+            src.validate(&cfg.connections)
+                .map_err(|e| fail(None, format!("sources[{i}] ({} {name:?}): {e}", src.kind())))?;
+            if !names.insert(name.clone()) {
+                return Err(fail(
+                    None,
+                    format!("sources[{i}]: a second source named {name:?} (names must be unique: they key checkpoints and tp_partition)"),
                 ));
             }
         }

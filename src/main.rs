@@ -45,6 +45,11 @@ fn run() -> anyhow::Result<i32> {
             init_logging("info");
             app::archive(cmd)
         }
+        Some(Command::Run(args)) => {
+            init_logging(&args.log_level);
+            install_signals(&shutdown)?;
+            app::run(args, shutdown)
+        }
         Some(Command::Detect(_)) | None => {
             let args = match &cli.command {
                 Some(Command::Detect(a)) => a,

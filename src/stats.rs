@@ -94,6 +94,8 @@ pub struct RunSummary {
     pub archive_files: u64,
     /// Counters of the stateful stage, when it ran.
     pub state: Option<crate::state::StageStats>,
+    /// What each live source did (`run`, `detect s3://…`).
+    pub sources: Vec<crate::source::live::SourceReport>,
 }
 
 impl RunSummary {
@@ -165,6 +167,12 @@ impl RunSummary {
             "records_archived": self.records_archived,
             "archive_files": self.archive_files,
             "interrupted": self.interrupted,
+            "sources": self.sources.iter().map(|r| serde_json::json!({
+                "name": r.name,
+                "kind": r.kind,
+                "error": r.error,
+                "counters": r.stats,
+            })).collect::<Vec<_>>(),
             "state": self.state.as_ref().map(|s| serde_json::json!({
                 "findings_suppressed": s.findings_suppressed,
                 "dedup_evicted": s.dedup_evicted,

@@ -43,6 +43,8 @@ pub struct ArchiveConfig {
 /// Where a row goes: `tp_index` and `tp_date`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PartitionKey {
+    /// `tp_partition` when it is not the writer's (a live source's name).
+    pub partition: Option<String>,
     /// `tp_index` (account id by default).
     pub index: String,
     /// `tp_date`, `YYYY-MM-DD`.
@@ -110,6 +112,8 @@ struct OpenFile {
     writer: ArrowWriter<File>,
     opened: Instant,
     rows: u64,
+    /// The file's number in this writer (1, 2, …, in opening order).
+    seq: u64,
 }
 
 /// The archive's open files, one per partition.
@@ -190,7 +194,7 @@ impl ArchiveWriter {
             .join(TABLE_DIR)
             .join(format!(
                 "tp_partition={}",
-                partition_value(&self.cfg.partition)
+                partition_value(key.partition.as_deref().unwrap_or(&self.cfg.partition))
             ))
             .join(format!("tp_index={}", partition_value(&key.index)))
             .join(format!("tp_date={}", partition_value(&key.date)))
@@ -239,6 +243,7 @@ impl ArchiveWriter {
                     writer,
                     opened: Instant::now(),
                     rows: 0,
+                    seq: self.seq,
                 },
             );
         }
@@ -278,6 +283,16 @@ impl ArchiveWriter {
         self.stats.rows += f.rows;
         self.stats.files += 1;
         Ok(())
+    }
+
+    /// How many files this writer has opened (the number of the newest).
+    pub fn files_opened(&self) -> u64 {
+        self.seq
+    }
+
+    /// The number of the oldest file still open.
+    pub fn oldest_open(&self) -> Option<u64> {
+        self.open.values().map(|f| f.seq).min()
     }
 
     /// Finishes files opened longer than `max_age` ago.

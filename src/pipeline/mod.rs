@@ -43,7 +43,7 @@ use crate::event::KnownPaths;
 use crate::rules::{Level, RulePack};
 use crate::sink::rendered::Rendered;
 use crate::sink::{Output, SinkError};
-use crate::source::Input;
+use crate::source::{Ack, Feed, Input};
 use crate::state::{Emit, KeyHasher, Stage, StateBatch, StateConfig};
 use crate::stats::{Counters, RunSummary};
 
@@ -75,6 +75,9 @@ pub struct PipelineConfig {
     pub filter: Option<Arc<crate::filter::RecordFilter>>,
     /// Filtered records skip detection too (`filter_applies_to: both`).
     pub filter_applies_to_detection: bool,
+    /// `--since/--until` in event-time microseconds, half-open: records outside are
+    /// filtered (neither matched nor archived).
+    pub time_range: Option<(i64, i64)>,
     /// Dedup, correlation and suppression settings.
     pub state: StateConfig,
     /// Set by [`run`]: workers compute what the stateful stage needs.
@@ -101,6 +104,7 @@ impl Default for PipelineConfig {
             archive_tp_index: None,
             filter: None,
             filter_applies_to_detection: false,
+            time_range: None,
             state: StateConfig::default(),
             stateful: false,
             dedup: false,
@@ -132,8 +136,13 @@ impl InputFailure {
 /// A unit of work, in input order.
 #[derive(Debug)]
 enum Work {
-    /// A small file, read and decoded by the worker.
-    File { seq: u64, input: Arc<Input> },
+    /// A small file, read and decoded by the worker, or a fetched object's bytes.
+    File {
+        seq: u64,
+        input: Arc<Input>,
+        body: Option<Vec<u8>>,
+        ack: Option<Ack>,
+    },
     /// A decompressed chunk of a stream, cut at a line boundary.
     Chunk {
         seq: u64,
@@ -157,6 +166,7 @@ enum Work {
         input: Arc<Input>,
         bytes_in: u64,
         failure: Option<InputFailure>,
+        ack: Option<Ack>,
     },
 }
 
@@ -187,6 +197,8 @@ struct Done {
     archive: Vec<(PartitionKey, RecordBatch, Vec<u64>)>,
     /// What the stateful stage needs.
     state: StateBatch,
+    /// Fired once the unit's input is done (the unit ends its input).
+    ack: Option<Ack>,
 }
 
 impl Done {
@@ -203,12 +215,14 @@ impl Done {
             archive_rows: Vec::new(),
             archive: Vec::new(),
             state: StateBatch::default(),
+            ack: None,
         }
     }
 
     /// The builder of a partition's rows (made on first use; a unit rarely has more
     /// than a few partitions, and nothing is allocated for one already seen).
     fn archive_builder(&mut self, index: &str, micros: i64) -> (&mut Vec<u64>, &mut BatchBuilder) {
+        // All rows of a unit belong to one input, so to one source's partition.
         let day = micros.div_euclid(86_400_000_000);
         let i = match self
             .archive_rows
@@ -218,6 +232,7 @@ impl Done {
             Some(i) => i,
             None => {
                 let key = PartitionKey {
+                    partition: self.input.source.as_deref().map(str::to_string),
                     index: crate::archive::partition_value(index),
                     date: crate::archive::date_of(micros),
                 };
@@ -293,7 +308,7 @@ impl InputCursor {
 /// Runs the pipeline over `inputs` to the end (or until `shutdown` is set) and
 /// writes findings and dead letters to `output`.
 pub fn run(
-    inputs: Vec<Input>,
+    feed: impl Into<Feed>,
     pack: Arc<RulePack>,
     mut output: Output,
     archive: Option<ArchiveWriter>,
@@ -315,46 +330,24 @@ pub fn run(
     for _ in 0..in_flight {
         let _ = permit_tx.send(());
     }
-    let n_inputs = inputs.len() as u64;
+    let feed = feed.into();
     let known = Arc::new(KnownPaths::new());
     let keep_dead = output.keeps_dead_letters();
 
-    let mut summary = RunSummary {
-        inputs: n_inputs,
-        ..RunSummary::default()
-    };
+    let mut summary = RunSummary::default();
     let mut failed_inputs = Vec::new();
     let mut max_level: Option<Level> = None;
     let mut sink_error = None;
     let archiving = archive.is_some();
-    let (archive_tx, archive_rx) = bounded::<Vec<(PartitionKey, RecordBatch)>>(4);
+    let (archive_tx, archive_rx) = bounded::<ArchiveMsg>(4);
     let mut archive_result: Option<Result<crate::archive::ArchiveStats, ArchiveError>> = None;
 
     std::thread::scope(|s| {
-        // The archive thread: writes batches as they come, finishes files by age.
-        let archive_thread = archive.map(|mut w| {
+        // The archive thread: writes batches as they come, finishes files by age, and
+        // fires an input's acknowledgement once every file holding its rows is finished.
+        let archive_thread = archive.map(|w| {
             let stop = shutdown.clone();
-            s.spawn(
-                move || -> Result<crate::archive::ArchiveStats, ArchiveError> {
-                    loop {
-                        match archive_rx.recv_timeout(std::time::Duration::from_secs(1)) {
-                            Ok(batches) => {
-                                for (key, batch) in &batches {
-                                    if let Err(e) = w.write(key, batch) {
-                                        stop.store(true, Ordering::Relaxed);
-                                        // Keep draining so the sink never blocks on a dead writer.
-                                        for _ in archive_rx.iter() {}
-                                        return Err(e);
-                                    }
-                                }
-                            }
-                            Err(crossbeam_channel::RecvTimeoutError::Timeout) => w.finish_aged()?,
-                            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-                        }
-                    }
-                    w.close()
-                },
-            )
+            s.spawn(move || archive_loop(w, &archive_rx, &stop))
         });
         let archive_tx = archive_tx;
         let reader = reader::Reader {
@@ -364,7 +357,7 @@ pub fn run(
             cfg: cfg.clone(),
             seq: 0,
         };
-        s.spawn(move || reader.run(inputs));
+        s.spawn(move || reader.run(feed));
         for _ in 0..threads {
             let rx = work_rx.clone();
             let tx = done_tx.clone();
@@ -433,7 +426,23 @@ pub fn run(
                         .into_iter()
                         .map(|(k, b, _)| (k, b))
                         .collect();
-                    let _ = archive_tx.send(batches);
+                    let _ = archive_tx.send(ArchiveMsg::Batches(batches));
+                }
+                if let Some(ack) = d.ack.take() {
+                    // Findings reach the sink before the source lets go of the input;
+                    // an unwritable sink never acknowledges.
+                    if writing && let Err(e) = output.flush() {
+                        sink_error = Some(e);
+                        writing = false;
+                        shutdown.store(true, Ordering::Relaxed);
+                    }
+                    if writing {
+                        if archiving {
+                            let _ = archive_tx.send(ArchiveMsg::Ack(ack));
+                        } else {
+                            ack.fire();
+                        }
+                    }
                 }
                 let _ = permit_tx.send(());
             }
@@ -482,6 +491,62 @@ pub fn run(
         }),
         Some(e) => Err(e.into()),
     }
+}
+
+/// What the sink sends the archive thread.
+enum ArchiveMsg {
+    /// Rows to write.
+    Batches(Vec<(PartitionKey, RecordBatch)>),
+    /// An input whose rows were all sent before this message.
+    Ack(Ack),
+}
+
+/// The archive thread's loop. Acknowledgements wait until every file that was open
+/// when they arrived (and so may hold their rows) is finished.
+fn archive_loop(
+    mut w: ArchiveWriter,
+    rx: &crossbeam_channel::Receiver<ArchiveMsg>,
+    stop: &AtomicBool,
+) -> Result<crate::archive::ArchiveStats, ArchiveError> {
+    let mut pending: std::collections::VecDeque<(u64, Ack)> = Default::default();
+    let fail = |e: ArchiveError| {
+        stop.store(true, Ordering::Relaxed);
+        // Keep draining so the sink never blocks on a dead writer; nothing is acked.
+        for _ in rx.iter() {}
+        Err(e)
+    };
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+            Ok(ArchiveMsg::Batches(batches)) => {
+                for (key, batch) in &batches {
+                    if let Err(e) = w.write(key, batch) {
+                        return fail(e);
+                    }
+                }
+            }
+            Ok(ArchiveMsg::Ack(ack)) => pending.push_back((w.files_opened(), ack)),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+        // Files close by age even while rows keep coming.
+        if let Err(e) = w.finish_aged() {
+            return fail(e);
+        }
+        let oldest = w.oldest_open();
+        while pending
+            .front()
+            .is_some_and(|(barrier, _)| oldest.is_none_or(|o| o > *barrier))
+        {
+            if let Some((_, ack)) = pending.pop_front() {
+                ack.fire();
+            }
+        }
+    }
+    let stats = w.close()?;
+    for (_, ack) in pending {
+        ack.fire();
+    }
+    Ok(stats)
 }
 
 fn write_done(
@@ -592,6 +657,7 @@ fn account(
         }
     }
     if let Some((bytes_in, failure)) = &d.end {
+        summary.inputs += 1;
         summary.bytes_in += bytes_in;
         if cur.unshown > 0 {
             tracing::warn!(input = %d.input.name, "{} more malformed records not shown", cur.unshown);

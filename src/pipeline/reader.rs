@@ -23,7 +23,7 @@ use crate::decode::{Mode, Position, detect_mode, scan};
 use crate::sink::dead_letter::MAX_RAW;
 use crate::source::file::WHOLE_FILE_MAX;
 use crate::source::stdin::{self as pump, PumpMsg};
-use crate::source::{Input, InputKind};
+use crate::source::{Ack, Arrival, Feed, Input, InputKind};
 
 /// Quiet time after which a partial batch is flushed.
 pub const FLUSH_AFTER: Duration = Duration::from_millis(10);
@@ -54,16 +54,54 @@ impl Reader {
         self.shutdown.load(Ordering::Relaxed)
     }
 
-    pub fn run(mut self, inputs: Vec<Input>) {
-        for input in inputs {
-            if self.stopped() {
-                break;
+    pub fn run(mut self, feed: Feed) {
+        match feed {
+            Feed::Inputs(inputs) => {
+                for input in inputs {
+                    if self.stopped() || !self.one(Arrival::local(input)) {
+                        break;
+                    }
+                }
             }
-            let input = Arc::new(input);
-            let ok = match &input.kind {
+            Feed::Live(mut rx) => {
+                // Sources stop sending (and drop their senders) on shutdown.
+                let mut id = 0u32;
+                while let Some(mut a) = rx.blocking_recv() {
+                    a.input.id = id;
+                    id = id.wrapping_add(1);
+                    if self.stopped() || !self.one(a) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends one input's units; false if the pipeline is gone.
+    fn one(&mut self, a: Arrival) -> bool {
+        let input = Arc::new(a.input);
+        let ack = a.ack;
+        if let Some(e) = a.error {
+            return self.end(&input, 0, Some(InputFailure::io(e)), None);
+        }
+        match a.body {
+            Some(bytes) if bytes.len() as u64 <= WHOLE_FILE_MAX => {
+                let seq = self.next_seq();
+                self.send(Work::File {
+                    seq,
+                    input,
+                    body: Some(bytes),
+                    ack,
+                })
+            }
+            Some(bytes) => {
+                let p = pump::spawn(Box::new(std::io::Cursor::new(bytes)));
+                self.stream(&input, p, ack)
+            }
+            None => match &input.kind {
                 InputKind::Stdin => {
                     let p = pump::spawn(Box::new(std::io::stdin()));
-                    self.stream(&input, p)
+                    self.stream(&input, p, ack)
                 }
                 InputKind::File(path) => match std::fs::metadata(path) {
                     Ok(m) if m.len() <= WHOLE_FILE_MAX => {
@@ -71,36 +109,46 @@ impl Reader {
                         self.send(Work::File {
                             seq,
                             input: input.clone(),
+                            body: None,
+                            ack,
                         })
                     }
                     Ok(_) => match File::open(path) {
                         Ok(f) => {
                             let p = pump::spawn(Box::new(f));
-                            self.stream(&input, p)
+                            self.stream(&input, p, ack)
                         }
-                        Err(e) => self.end(&input, 0, Some(InputFailure::io(e.to_string()))),
+                        Err(e) => self.end(&input, 0, Some(InputFailure::io(e.to_string())), ack),
                     },
-                    Err(e) => self.end(&input, 0, Some(InputFailure::io(e.to_string()))),
+                    Err(e) => self.end(&input, 0, Some(InputFailure::io(e.to_string())), ack),
                 },
-            };
-            if !ok {
-                break;
-            }
+                InputKind::Remote => {
+                    let f = InputFailure::io("the source delivered no bytes".into());
+                    self.end(&input, 0, Some(f), ack)
+                }
+            },
         }
     }
 
-    fn end(&mut self, input: &Arc<Input>, bytes_in: u64, failure: Option<InputFailure>) -> bool {
+    fn end(
+        &mut self,
+        input: &Arc<Input>,
+        bytes_in: u64,
+        failure: Option<InputFailure>,
+        ack: Option<Ack>,
+    ) -> bool {
         let seq = self.next_seq();
         self.send(Work::End {
             seq,
             input: input.clone(),
             bytes_in,
             failure,
+            ack,
         })
     }
 
     /// Cuts a pumped stream into chunks.
-    fn stream(&mut self, input: &Arc<Input>, p: pump::Pump) -> bool {
+    fn stream(&mut self, input: &Arc<Input>, p: pump::Pump, ack: Option<Ack>) -> bool {
         let mut st = StreamState {
             pending: Vec::new(),
             base: Position { offset: 0, line: 1 },
@@ -149,7 +197,9 @@ impl Reader {
             return false;
         }
         let bytes_in = p.bytes_in.load(Ordering::Relaxed);
-        self.end(input, bytes_in, failure)
+        // A stream cut short by shutdown is not done: no acknowledgement.
+        let ack = if self.stopped() { None } else { ack };
+        self.end(input, bytes_in, failure, ack)
     }
 
     fn feed(&mut self, input: &Arc<Input>, st: &mut StreamState, block: Vec<u8>) -> bool {

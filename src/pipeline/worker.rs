@@ -70,7 +70,16 @@ impl Worker {
 
     fn process_unit(&mut self, work: Work) -> Done {
         match work {
-            Work::File { seq, input } => self.file(seq, input),
+            Work::File {
+                seq,
+                input,
+                body,
+                ack,
+            } => {
+                let mut done = self.file(seq, input, body);
+                done.ack = ack;
+                done
+            }
             Work::Chunk {
                 seq,
                 input,
@@ -102,25 +111,33 @@ impl Worker {
                 input,
                 bytes_in,
                 failure,
+                ack,
             } => {
                 let mut done = Done::new(seq, input);
                 done.end = Some((bytes_in, failure));
+                done.ack = ack;
                 done
             }
         }
     }
 
-    fn file(&mut self, seq: u64, input: Arc<Input>) -> Done {
+    fn file(&mut self, seq: u64, input: Arc<Input>, body: Option<Vec<u8>>) -> Done {
         let mut done = Done::new(seq, input.clone());
-        let InputKind::File(path) = &input.kind else {
-            return done;
+        let mut raw = match body {
+            Some(b) => b,
+            None => {
+                let InputKind::File(path) = &input.kind else {
+                    return done;
+                };
+                let mut raw = std::mem::take(&mut self.file_buf);
+                if let Err(e) = super::reader::read_file(path, &mut raw) {
+                    done.end = Some((0, Some(InputFailure::io(e.to_string()))));
+                    self.file_buf = raw;
+                    return done;
+                }
+                raw
+            }
         };
-        let mut raw = std::mem::take(&mut self.file_buf);
-        if let Err(e) = super::reader::read_file(path, &mut raw) {
-            done.end = Some((0, Some(InputFailure::io(e.to_string()))));
-            self.file_buf = raw;
-            return done;
-        }
         let bytes_in = raw.len() as u64;
         let mut failure = None;
         let base = Position { offset: 0, line: 1 };
@@ -171,6 +188,7 @@ impl Worker {
                 },
                 filter: self.cfg.filter.as_deref(),
                 filter_detection: self.cfg.filter_applies_to_detection,
+                time_range: self.cfg.time_range,
                 hits: &mut self.hits,
                 scratch: &mut self.scratch,
                 text: &mut self.text,
@@ -206,6 +224,7 @@ struct Eval<'a> {
     state: StateHooks<'a>,
     filter: Option<&'a crate::filter::RecordFilter>,
     filter_detection: bool,
+    time_range: Option<(i64, i64)>,
     hits: &'a mut Vec<u32>,
     scratch: &'a mut Vec<u8>,
     text: &'a mut String,
@@ -271,6 +290,16 @@ impl Eval<'_> {
             .and_then(path::as_str);
         if time_text.is_none() {
             c.records_without_event_time += 1;
+        }
+        if let Some((since, until)) = self.time_range {
+            // `--since/--until`: a half-open interval of event time (else ingest time).
+            let t = time_text
+                .and_then(state::parse_event_time)
+                .unwrap_or_else(archive::now_micros);
+            if t < since || t >= until {
+                c.records_filtered += 1;
+                return;
+            }
         }
         let filtered = match self.filter {
             Some(f) => !f.keep(&crate::event::path::RootCache::new(root)),
@@ -399,12 +428,8 @@ impl Eval<'_> {
         let input = self.done.input.clone();
         let meta = RowMeta {
             tp_id: std::str::from_utf8(&id).unwrap_or_default(),
-            source_type: if input.kind == InputKind::Stdin {
-                "stdin"
-            } else {
-                "file"
-            },
-            source_name: partition,
+            source_type: input.source_type(),
+            source_name: input.source.as_deref().unwrap_or(partition),
             source_location: &input.name,
             ingest_micros: self.ingest_micros,
             timestamp_micros: timestamp,

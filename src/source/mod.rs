@@ -10,8 +10,17 @@
 //! **Invariant.** An input that cannot be found or opened is reported by name and
 //! counted in `inputs_failed` (exit code 3); the other inputs still run.
 
+pub mod aws;
+pub mod checkpoint;
+pub mod cloudwatch;
 pub mod file;
+pub mod live;
+pub mod s3;
+pub mod sqs;
+pub mod notification;
 pub mod stdin;
+
+use std::fmt;
 
 use std::path::PathBuf;
 
@@ -22,6 +31,9 @@ pub enum InputKind {
     Stdin,
     /// A file.
     File(PathBuf),
+    /// An object fetched by a source (S3 object, a page of CloudWatch Logs events); its
+    /// bytes come with its [`Arrival`].
+    Remote,
 }
 
 /// One input of a run.
@@ -35,6 +47,8 @@ pub struct Input {
     pub name_json: String,
     /// Stdin or file.
     pub kind: InputKind,
+    /// The live source it came from (its name is the archive's `tp_partition`).
+    pub source: Option<std::sync::Arc<str>>,
 }
 
 impl Input {
@@ -45,6 +59,19 @@ impl Input {
             name,
             name_json,
             kind,
+            source: None,
+        }
+    }
+
+    /// `tp_source_type` of the archive: `stdin`, `file`, `aws_s3_bucket`,
+    /// `aws_cloudwatch_logs`.
+    pub fn source_type(&self) -> &'static str {
+        match &self.kind {
+            InputKind::Stdin => "stdin",
+            InputKind::File(_) => "file",
+            InputKind::Remote if self.name.starts_with("s3://") => "aws_s3_bucket",
+            InputKind::Remote if self.name.starts_with("cloudwatch:") => "aws_cloudwatch_logs",
+            InputKind::Remote => "remote",
         }
     }
 
@@ -56,6 +83,97 @@ impl Input {
     /// A file input.
     pub fn file(id: u32, path: PathBuf) -> Self {
         Input::new(id, path.display().to_string(), InputKind::File(path))
+    }
+
+    /// An input fetched by a source, named by its URI (`s3://bucket/key`, …).
+    pub fn remote(name: String) -> Self {
+        Input::new(0, name, InputKind::Remote)
+    }
+}
+
+/// Called once every record of an input has been processed, its findings written and
+/// flushed and its archive rows in finished (renamed, fsynced) Parquet files: the
+/// moment a source may delete an SQS message or advance a checkpoint.
+pub struct Ack(Box<dyn FnOnce() + Send>);
+
+impl Ack {
+    /// Wraps the callback.
+    pub fn new(f: impl FnOnce() + Send + 'static) -> Self {
+        Ack(Box::new(f))
+    }
+
+    /// Runs the callback.
+    pub fn fire(self) {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for Ack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Ack")
+    }
+}
+
+/// An input handed to the pipeline by a live source: its bytes when the source fetched
+/// them (an S3 object), and what to call once it is fully processed.
+#[derive(Debug)]
+pub struct Arrival {
+    /// The input (its `id` is assigned by the pipeline).
+    pub input: Input,
+    /// The input's bytes (compressed or not); `None` for stdin and files, which the
+    /// pipeline reads itself.
+    pub body: Option<Vec<u8>>,
+    /// Fired once the input is done.
+    pub ack: Option<Ack>,
+    /// Why the source could not fetch the input (counted as a failed input, exit 3).
+    pub error: Option<String>,
+}
+
+impl Arrival {
+    /// A stdin or file input without acknowledgement.
+    pub fn local(input: Input) -> Self {
+        Arrival {
+            input,
+            body: None,
+            ack: None,
+            error: None,
+        }
+    }
+
+    /// Fetched bytes.
+    pub fn fetched(name: String, body: Vec<u8>, ack: Ack) -> Self {
+        Arrival {
+            input: Input::remote(name),
+            body: Some(body),
+            ack: Some(ack),
+            error: None,
+        }
+    }
+
+    /// An input that could not be fetched: reported and counted, never acknowledged.
+    pub fn failed(name: String, error: String) -> Self {
+        Arrival {
+            input: Input::remote(name),
+            body: None,
+            ack: None,
+            error: Some(error),
+        }
+    }
+}
+
+/// What the pipeline reads: a fixed list of inputs (`detect`), or arrivals from live
+/// sources that ends when every sender is gone (`run`, `detect s3://…`).
+#[derive(Debug)]
+pub enum Feed {
+    /// Inputs known up front.
+    Inputs(Vec<Input>),
+    /// Inputs as sources produce them.
+    Live(tokio::sync::mpsc::Receiver<Arrival>),
+}
+
+impl From<Vec<Input>> for Feed {
+    fn from(v: Vec<Input>) -> Self {
+        Feed::Inputs(v)
     }
 }
 

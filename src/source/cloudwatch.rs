@@ -1,0 +1,319 @@
+//! The CloudWatch Logs source: a trail delivered to a log group, read with
+//! `FilterLogEvents`. Each log event's message is one CloudTrail record; a page of
+//! events becomes one input of NDJSON (`cloudwatch:<group>`), so a page is framed,
+//! parsed and matched like a file.
+//!
+//! **Scans.** A scan reads every event from the checkpoint's time on, page by page,
+//! `api_sleep` apart (FilterLogEvents allows 5 requests per second per account and
+//! region); the next scan starts `scan_frequency` later. `start_position: end` starts
+//! at the current time when there is no checkpoint.
+//!
+//! **Checkpoint.** The newest event time of the last fully acknowledged scan, with the
+//! ids of the events at exactly that millisecond (the next scan starts at that
+//! millisecond again, since the API's start time is inclusive, and skips them). A
+//! crash mid-scan redoes that scan: events repeat, never go missing, and repeats are
+//! removed by eventID dedup.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+
+use super::aws::{ConnectionRef, describe};
+use super::checkpoint::Checkpoints;
+use super::{Ack, Arrival};
+
+/// `sources: - cloudwatch_logs: {…}`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudWatchConfig {
+    /// The source's name (default `cloudwatch_logs`).
+    pub name: Option<String>,
+    /// A `connections:` name, or the connection inline.
+    pub connection: Option<ConnectionRef>,
+    /// The log group's name…
+    pub log_group_name: Option<String>,
+    /// …or its ARN (`arn:aws:logs:region:account:log-group:NAME[:*]`).
+    pub log_group_arn: Option<String>,
+    /// Only these streams.
+    #[serde(default)]
+    pub log_streams: Vec<String>,
+    /// Only streams starting with this.
+    pub log_stream_prefix: Option<String>,
+    /// Where to start without a checkpoint: `beginning` (default) or `end`.
+    pub start_position: Option<String>,
+    /// Time between scans (default 1m).
+    pub scan_frequency: Option<String>,
+    /// Timeout of one API call (default 120s).
+    pub api_timeout: Option<String>,
+    /// Pause between API calls (default 200ms).
+    pub api_sleep: Option<String>,
+    /// A CloudWatch filter pattern passed to the API (default: every event).
+    pub filter_pattern: Option<String>,
+}
+
+impl CloudWatchConfig {
+    /// The group's name (from `log_group_name`, or the name part of the ARN).
+    pub fn group(&self) -> Result<String, String> {
+        match (&self.log_group_name, &self.log_group_arn) {
+            (Some(n), None) => Ok(n.clone()),
+            (None, Some(arn)) => {
+                let rest = arn
+                    .split_once(":log-group:")
+                    .map(|(_, r)| r)
+                    .filter(|_| arn.starts_with("arn:"))
+                    .ok_or_else(|| format!("log_group_arn: {arn:?} is not a log group ARN"))?;
+                Ok(rest.trim_end_matches(":*").to_string())
+            }
+            (Some(_), Some(_)) => Err("give log_group_name or log_group_arn, not both".into()),
+            (None, None) => Err("log_group_name or log_group_arn is required".into()),
+        }
+    }
+
+    /// Checks durations and options.
+    pub fn validate(&self) -> Result<(), String> {
+        self.group()?;
+        if !self.log_streams.is_empty() && self.log_stream_prefix.is_some() {
+            return Err("give log_streams or log_stream_prefix, not both".into());
+        }
+        match self.start_position.as_deref() {
+            None | Some("beginning") | Some("end") => {}
+            Some(o) => return Err(format!("start_position: {o:?} (beginning or end)")),
+        }
+        for (k, v) in [
+            ("scan_frequency", &self.scan_frequency),
+            ("api_timeout", &self.api_timeout),
+            ("api_sleep", &self.api_sleep),
+        ] {
+            if let Some(s) = v
+                && crate::config::parse_duration(s).is_none()
+            {
+                return Err(format!("{k}: {s:?} is not a duration"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The checkpoint.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CloudWatchCheckpoint {
+    /// Milliseconds since the epoch: the next scan starts here.
+    pub start_time: Option<i64>,
+    /// Event ids at exactly `start_time` already processed.
+    pub seen: BTreeSet<String>,
+}
+
+fn dur(v: &Option<String>, default: Duration) -> Duration {
+    v.as_deref()
+        .and_then(crate::config::parse_duration)
+        .unwrap_or(default)
+}
+
+/// Counters.
+#[derive(Debug, Default)]
+pub struct CloudWatchStats {
+    /// FilterLogEvents calls.
+    pub requests: std::sync::atomic::AtomicU64,
+    /// Log events handed to the pipeline.
+    pub events: std::sync::atomic::AtomicU64,
+}
+
+/// A scan's acknowledgement state: the checkpoint moves when its last page is done.
+struct ScanAck {
+    remaining: std::sync::atomic::AtomicUsize,
+    next: CloudWatchCheckpoint,
+    shared: Shared,
+}
+
+impl ScanAck {
+    fn page_done(&self) {
+        if self.remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1
+            && let Ok(mut s) = self.shared.lock()
+        {
+            s.0 = self.next.clone();
+            s.1 = true;
+        }
+    }
+}
+
+/// Runs scans until `stop` (or after one scan when `once`).
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    cfg: CloudWatchConfig,
+    name: String,
+    client: aws_sdk_cloudwatchlogs::Client,
+    checkpoints: Checkpoints,
+    tx: mpsc::Sender<Arrival>,
+    mut stop: watch::Receiver<bool>,
+    once: bool,
+    stats: Arc<CloudWatchStats>,
+    shared: Shared,
+) -> Result<(), String> {
+    cfg.validate()?;
+    let group = cfg.group()?;
+    let mut cp: CloudWatchCheckpoint = checkpoints.load(&name).map_err(|e| e.to_string())?;
+    if cp.start_time.is_none() && cfg.start_position.as_deref() == Some("end") {
+        cp.start_time = Some(crate::archive::now_micros() / 1000);
+    }
+    if let Ok(mut s) = shared.lock() {
+        s.0 = cp.clone();
+    }
+    let scan_every = dur(&cfg.scan_frequency, Duration::from_secs(60));
+    let sleep = dur(&cfg.api_sleep, Duration::from_millis(200));
+    let timeout = dur(&cfg.api_timeout, Duration::from_secs(120));
+    // What the next scan starts from (moves ahead of the acknowledged checkpoint).
+    let mut cursor = cp;
+    let save = |shared: &Shared| save(shared, &name, &checkpoints);
+    'scans: loop {
+        let mut token: Option<String> = None;
+        let mut pages: Vec<(Vec<u8>, usize)> = Vec::new();
+        let mut next = cursor.clone();
+        loop {
+            if *stop.borrow() {
+                break 'scans;
+            }
+            let mut req = client
+                .filter_log_events()
+                .log_group_name(&group)
+                .set_start_time(cursor.start_time)
+                .set_next_token(token.clone())
+                .set_filter_pattern(cfg.filter_pattern.clone());
+            if !cfg.log_streams.is_empty() {
+                req = req.set_log_stream_names(Some(cfg.log_streams.clone()));
+            } else if let Some(p) = &cfg.log_stream_prefix {
+                req = req.log_stream_name_prefix(p);
+            }
+            #[allow(deprecated)]
+            let req = req.interleaved(true);
+            stats.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let r = tokio::select! {
+                r = tokio::time::timeout(timeout, req.send()) => r,
+                _ = stop.changed() => break 'scans,
+            };
+            let out = match r {
+                Ok(Ok(o)) => o,
+                Ok(Err(e)) => {
+                    tracing::error!(source = %name, group = %group, "FilterLogEvents failed: {}; next scan in {}s", describe(&e), scan_every.as_secs());
+                    pages.clear();
+                    break;
+                }
+                Err(_) => {
+                    tracing::error!(source = %name, group = %group, "FilterLogEvents timed out after {}s", timeout.as_secs());
+                    pages.clear();
+                    break;
+                }
+            };
+            let mut body = Vec::new();
+            let mut n = 0;
+            for e in out.events() {
+                let (Some(ts), Some(msg)) = (e.timestamp(), e.message()) else {
+                    continue;
+                };
+                let id = e.event_id().unwrap_or_default();
+                if Some(ts) == cursor.start_time && cursor.seen.contains(id) {
+                    continue;
+                }
+                match next.start_time {
+                    Some(t) if ts < t => {}
+                    Some(t) if ts == t => {
+                        next.seen.insert(id.to_string());
+                    }
+                    _ => {
+                        next.start_time = Some(ts);
+                        next.seen.clear();
+                        next.seen.insert(id.to_string());
+                    }
+                }
+                body.extend_from_slice(msg.trim_end().as_bytes());
+                body.push(b'\n');
+                n += 1;
+            }
+            if n > 0 {
+                pages.push((body, n));
+            }
+            token = out.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+            tokio::time::sleep(sleep).await;
+        }
+        if !pages.is_empty() {
+            let ack = Arc::new(ScanAck {
+                remaining: std::sync::atomic::AtomicUsize::new(pages.len()),
+                next: next.clone(),
+                shared: shared.clone(),
+            });
+            for (body, n) in pages {
+                stats.events.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                let a = ack.clone();
+                let arrival = Arrival::fetched(format!("cloudwatch:{group}"), body, Ack::new(move || a.page_done()));
+                if tx.send(arrival).await.is_err() {
+                    break 'scans;
+                }
+            }
+            cursor = next;
+        }
+        save(&shared);
+        if once {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(scan_every) => {}
+            _ = stop.changed() => break,
+        }
+        save(&shared);
+    }
+    drop(tx);
+    Ok(())
+}
+
+/// The acknowledged checkpoint and whether it moved since it was last written.
+pub type Shared = Arc<Mutex<(CloudWatchCheckpoint, bool)>>;
+
+/// Writes the acknowledged checkpoint if it moved (also called once the pipeline has
+/// drained, when the last acknowledgements are in).
+pub fn save(shared: &Shared, name: &str, checkpoints: &Checkpoints) {
+    let snapshot = match shared.lock() {
+        Ok(mut s) if s.1 => {
+            s.1 = false;
+            Some(s.0.clone())
+        }
+        _ => None,
+    };
+    if let Some(c) = snapshot
+        && let Err(e) = checkpoints.save(name, &c)
+    {
+        tracing::error!(source = %name, "{e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_from_name_or_arn() {
+        let c = CloudWatchConfig {
+            log_group_arn: Some("arn:aws:logs:us-east-1:123456789012:log-group:aws-cloudtrail-logs:*".into()),
+            ..CloudWatchConfig::default()
+        };
+        assert_eq!(c.group().as_deref(), Ok("aws-cloudtrail-logs"));
+        let c = CloudWatchConfig {
+            log_group_name: Some("g".into()),
+            log_streams: vec!["a".into()],
+            log_stream_prefix: Some("x".into()),
+            ..CloudWatchConfig::default()
+        };
+        assert!(c.validate().unwrap_err().contains("not both"));
+        assert!(CloudWatchConfig::default().validate().is_err());
+        let c = CloudWatchConfig {
+            log_group_name: Some("g".into()),
+            start_position: Some("middle".into()),
+            ..CloudWatchConfig::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}

@@ -187,7 +187,7 @@ impl Connection {
 pub fn describe<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> String
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
+    R: fmt::Debug + 'static,
 {
     use aws_sdk_s3::error::SdkError;
     match e {
@@ -206,19 +206,28 @@ where
             } else if d.is_timeout() {
                 "connection timed out".into()
             } else {
-                format!(
-                    "request could not be sent: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(e)
-                )
+                format!("request could not be sent: {}", chain(e))
             }
         }
         SdkError::ResponseError(_) => "unreadable response".into(),
-        SdkError::ConstructionFailure(_) => format!(
-            "request could not be built: {}",
-            aws_sdk_s3::error::DisplayErrorContext(e)
-        ),
+        SdkError::ConstructionFailure(_) => format!("request could not be built: {}", chain(e)),
         _ => "request failed".into(),
     }
+}
+
+/// An error and its sources, each once, `: `-separated (no Debug output, which can
+/// carry request details).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
 }
 
 /// True for "not found" service errors (a missing object or queue).

@@ -52,6 +52,8 @@ pub struct CloudWatchConfig {
     pub api_sleep: Option<String>,
     /// A CloudWatch filter pattern passed to the API (default: every event).
     pub filter_pattern: Option<String>,
+    /// Events per FilterLogEvents page, 1–10000 (default: the API's, 10000).
+    pub limit: Option<i32>,
 }
 
 impl CloudWatchConfig {
@@ -180,7 +182,8 @@ pub async fn run(
                 .log_group_name(&group)
                 .set_start_time(cursor.start_time)
                 .set_next_token(token.clone())
-                .set_filter_pattern(cfg.filter_pattern.clone());
+                .set_filter_pattern(cfg.filter_pattern.clone())
+                .set_limit(cfg.limit.map(|l| l.clamp(1, 10_000)));
             if !cfg.log_streams.is_empty() {
                 req = req.set_log_stream_names(Some(cfg.log_streams.clone()));
             } else if let Some(p) = &cfg.log_stream_prefix {

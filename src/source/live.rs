@@ -54,9 +54,8 @@ pub struct FilesConfig {
     pub paths: Vec<PathBuf>,
 }
 
-/// One entry of `sources:`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// One entry of `sources:`: a mapping with one key, the kind (`- s3: {…}`).
+#[derive(Debug, Clone)]
 pub enum SourceConfig {
     /// Objects in a bucket.
     S3(S3Config),
@@ -68,6 +67,42 @@ pub enum SourceConfig {
     Stdin(StdinConfig),
     /// Files and directories.
     Files(FilesConfig),
+}
+
+impl<'de> Deserialize<'de> for SourceConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let map = BTreeMap::<String, serde_yaml_ng::Value>::deserialize(d)?;
+        if map.len() != 1 {
+            return Err(D::Error::custom(format!(
+                "a source is a mapping with one key, its kind (s3, sqs, cloudwatch_logs, stdin, files); found {}",
+                if map.is_empty() { "none".to_string() } else { map.keys().cloned().collect::<Vec<_>>().join(", ") }
+            )));
+        }
+        let Some((kind, body)) = map.into_iter().next() else {
+            return Err(D::Error::custom("empty source"));
+        };
+        let body = if body.is_null() {
+            serde_yaml_ng::Value::Mapping(Default::default())
+        } else {
+            body
+        };
+        let e = |err: serde_yaml_ng::Error| D::Error::custom(format!("{kind}: {err}"));
+        Ok(match kind.as_str() {
+            "s3" => SourceConfig::S3(serde_yaml_ng::from_value(body).map_err(e)?),
+            "sqs" => SourceConfig::Sqs(serde_yaml_ng::from_value(body).map_err(e)?),
+            "cloudwatch_logs" => {
+                SourceConfig::CloudwatchLogs(serde_yaml_ng::from_value(body).map_err(e)?)
+            }
+            "stdin" => SourceConfig::Stdin(serde_yaml_ng::from_value(body).map_err(e)?),
+            "files" => SourceConfig::Files(serde_yaml_ng::from_value(body).map_err(e)?),
+            other => {
+                return Err(D::Error::custom(format!(
+                    "unknown source kind {other:?} (s3, sqs, cloudwatch_logs, stdin, files)"
+                )));
+            }
+        })
+    }
 }
 
 impl SourceConfig {

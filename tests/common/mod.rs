@@ -10,6 +10,8 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+pub mod moto;
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_trailhound");
 

@@ -2,9 +2,9 @@
 # Installs what the test suite needs and runs it. This is the README's test command.
 #
 # Needs the Rust toolchain and python3 (3.11+, with venv and pip access to PyPI) for the
-# Sigma reference oracle. Every test runs on the data vendored under tests/. Services (a
-# moto S3/SQS/CloudWatch emulator, a Kafka broker) will be installed and started here,
-# on 127.0.0.1 only, when the tests that need them exist.
+# Sigma reference oracle and the AWS emulator. Every test runs on the data vendored under
+# tests/. The AWS source tests start their own moto servers (S3, SQS, CloudWatch Logs,
+# IAM) on free ports of 127.0.0.1, from the venv that scripts/moto.sh installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,5 +19,9 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 # its answers on the real samples are what tests/sigmahq.rs compares trailhound with.
 ./scripts/oracle.sh
 export TRAILHOUND_ORACLE=required
+
+# The AWS emulator (moto server, from PyPI, in target/moto-venv), smoke-checked.
+./scripts/moto.sh
+export TRAILHOUND_MOTO=required
 
 cargo test --locked "$@"

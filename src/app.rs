@@ -173,7 +173,10 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
         if file.sources.is_empty() {
             return Err(cli_err(format!(
                 "{}: run needs at least one entry in sources:",
-                args.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+                args.config
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
             )));
         }
     }
@@ -213,8 +216,11 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
     let bound = |k: &str, v: &Option<String>| {
         v.as_deref()
             .map(|s| {
-                crate::source::s3::parse_time_bound(s)
-                    .ok_or_else(|| cli_err(format!("--{k}: {s:?} is not a date (2024-12-01) or RFC 3339 time")))
+                crate::source::s3::parse_time_bound(s).ok_or_else(|| {
+                    cli_err(format!(
+                        "--{k}: {s:?} is not a date (2024-12-01) or RFC 3339 time"
+                    ))
+                })
             })
             .transpose()
     };
@@ -272,7 +278,8 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
                 c.name = Some(format!("s3-{}", c.bucket));
             }
             let src = crate::source::live::SourceConfig::S3(c);
-            src.validate(&file.connections).map_err(|e| cli_err(format!("{}: {e}", url.display())))?;
+            src.validate(&file.connections)
+                .map_err(|e| cli_err(format!("{}: {e}", url.display())))?;
             live_sources.push(src);
         }
     }

@@ -266,7 +266,9 @@ impl ConfigFile {
             if !names.insert(name.clone()) {
                 return Err(fail(
                     None,
-                    format!("sources[{i}]: a second source named {name:?} (names must be unique: they key checkpoints and tp_partition)"),
+                    format!(
+                        "sources[{i}]: a second source named {name:?} (names must be unique: they key checkpoints and tp_partition)"
+                    ),
                 ));
             }
         }
@@ -317,7 +319,7 @@ mod tests {
     fn sections_and_errors() {
         let dir = tempfile::tempdir().expect("tmp");
         let p = dir.path().join("c.yaml");
-        std::fs::write(&p, "version: 1\nrules: {paths: [r/], builtin: false}\narchive: {root: ./a, max_bytes: 64KiB, max_age: 10s}\nsources: []\nbogus: 1\n").expect("write");
+        std::fs::write(&p, "version: 1\nrules: {paths: [r/], builtin: false}\narchive: {root: ./a, max_bytes: 64KiB, max_age: 10s}\nsources: []\nmetrics: {}\nbogus: 1\n").expect("write");
         let (cfg, warnings) = ConfigFile::load(&p).expect("loads");
         assert_eq!(cfg.rules.as_ref().map(|r| r.builtin), Some(Some(false)));
         assert_eq!(

@@ -135,7 +135,10 @@ fn whole_bucket_reads_every_log_object_once() {
     let got: BTreeSet<String> = gets.iter().cloned().collect();
     assert_eq!(got.len(), gets.len(), "no object is fetched twice");
     let want: BTreeSet<String> = m.objects.keys().cloned().collect();
-    assert_eq!(got, want, "exactly the log objects: no digest, no other files");
+    assert_eq!(
+        got, want,
+        "exactly the log objects: no digest, no other files"
+    );
     assert!(
         lists.iter().all(|(p, _)| p.starts_with("AWSLogs/")),
         "only the layout is listed: {lists:?}"
@@ -358,7 +361,7 @@ fn daemon(moto: &Moto, dir: &Path, out: &Path) -> std::process::Child {
         .expect("start the daemon")
 }
 
-fn stop(mut child: std::process::Child) -> Vec<Value> {
+fn stop(child: std::process::Child) -> Vec<Value> {
     let pid = child.id() as i32;
     // SAFETY: signalling a child process we started and still own.
     unsafe {

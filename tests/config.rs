@@ -97,3 +97,73 @@ fn bad_configs_fail_before_running_with_a_position() {
         .expect("check");
     assert_eq!(check.status.code(), Some(2));
 }
+
+/// The documented daemon configuration is valid against the schema and loads.
+#[test]
+fn daemon_example_matches_the_schema_and_loads() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let example = root.join("docs/examples/daemon.yaml");
+    let text = std::fs::read_to_string(&example).expect("example");
+    let text = text.replace("${TRAILHOUND_EXTERNAL_ID}", "ext-123");
+    let doc: serde_json::Value = serde_yaml_ng::from_str(&text).expect("yaml");
+    let schema: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("schemas/config.schema.json")).expect("schema"),
+    )
+    .expect("schema json");
+    let v = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = v.iter_errors(&doc).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    // And trailhound reads it (the environment variable is interpolated).
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&example)
+        .env("TRAILHOUND_EXTERNAL_ID", "ext-123")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // A broken source is reported with its index and kind.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let bad = tmp.path().join("bad.yaml");
+    for (body, needle) in [
+        (
+            "sources:\n  - s3: {bucket: b, since: yesterday}\n",
+            "sources[0] (s3",
+        ),
+        (
+            "sources:\n  - sqs: {queue_url: q, connection: nowhere}\n",
+            "nowhere",
+        ),
+        ("sources:\n  - ftp: {}\n", "unknown source kind"),
+        (
+            "sources:\n  - stdin: {}\n  - stdin: {}\n",
+            "second source named",
+        ),
+        (
+            "sources:\n  - cloudwatch_logs: {log_group_name: g, start_position: middle}\n",
+            "start_position",
+        ),
+    ] {
+        std::fs::write(&bad, body).expect("write");
+        let out = Command::new(BIN)
+            .args(["config", "check"])
+            .arg(&bad)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(2), "{body}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{body}: {err}");
+    }
+    // run without sources, and run with INPUTs, are usage errors.
+    std::fs::write(&bad, "version: 1\n").expect("write");
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&bad)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sources"));
+}

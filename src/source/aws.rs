@@ -270,7 +270,12 @@ mod tests {
             api_timeout: Some("soon".into()),
             ..Connection::default()
         };
-        assert!(bad.validate().unwrap_err().to_string().contains("api_timeout"));
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("api_timeout")
+        );
         assert!(Connection::default().validate().is_ok());
     }
 }

@@ -132,7 +132,10 @@ struct ScanAck {
 
 impl ScanAck {
     fn page_done(&self) {
-        if self.remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1
+        if self
+            .remaining
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
             && let Ok(mut s) = self.shared.lock()
         {
             s.0 = self.next.clone();
@@ -191,7 +194,9 @@ pub async fn run(
             }
             #[allow(deprecated)]
             let req = req.interleaved(true);
-            stats.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            stats
+                .requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let r = tokio::select! {
                 r = tokio::time::timeout(timeout, req.send()) => r,
                 _ = stop.changed() => break 'scans,
@@ -250,9 +255,15 @@ pub async fn run(
                 shared: shared.clone(),
             });
             for (body, n) in pages {
-                stats.events.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                stats
+                    .events
+                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                 let a = ack.clone();
-                let arrival = Arrival::fetched(format!("cloudwatch:{group}"), body, Ack::new(move || a.page_done()));
+                let arrival = Arrival::fetched(
+                    format!("cloudwatch:{group}"),
+                    body,
+                    Ack::new(move || a.page_done()),
+                );
                 if tx.send(arrival).await.is_err() {
                     break 'scans;
                 }
@@ -300,7 +311,9 @@ mod tests {
     #[test]
     fn group_from_name_or_arn() {
         let c = CloudWatchConfig {
-            log_group_arn: Some("arn:aws:logs:us-east-1:123456789012:log-group:aws-cloudtrail-logs:*".into()),
+            log_group_arn: Some(
+                "arn:aws:logs:us-east-1:123456789012:log-group:aws-cloudtrail-logs:*".into(),
+            ),
             ..CloudWatchConfig::default()
         };
         assert_eq!(c.group().as_deref(), Ok("aws-cloudtrail-logs"));

@@ -76,7 +76,11 @@ impl<'de> Deserialize<'de> for SourceConfig {
         if map.len() != 1 {
             return Err(D::Error::custom(format!(
                 "a source is a mapping with one key, its kind (s3, sqs, cloudwatch_logs, stdin, files); found {}",
-                if map.is_empty() { "none".to_string() } else { map.keys().cloned().collect::<Vec<_>>().join(", ") }
+                if map.is_empty() {
+                    "none".to_string()
+                } else {
+                    map.keys().cloned().collect::<Vec<_>>().join(", ")
+                }
             )));
         }
         let Some((kind, body)) = map.into_iter().next() else {

@@ -15,9 +15,9 @@ pub mod checkpoint;
 pub mod cloudwatch;
 pub mod file;
 pub mod live;
+pub mod notification;
 pub mod s3;
 pub mod sqs;
-pub mod notification;
 pub mod stdin;
 
 use std::fmt;

@@ -219,10 +219,7 @@ impl Progress {
 
     /// The checkpoint as it stands.
     pub fn snapshot(&self) -> S3Checkpoint {
-        self.track
-            .lock()
-            .map(|t| t.cp.clone())
-            .unwrap_or_default()
+        self.track.lock().map(|t| t.cp.clone()).unwrap_or_default()
     }
 }
 
@@ -294,7 +291,12 @@ impl S3Reader {
                         p.push('/');
                     }
                 }
-                Segment::Var(v) if v == "year" && var(i + 1) == Some("month") && var(i + 2) == Some("day") && f.days.is_some() => {
+                Segment::Var(v)
+                    if v == "year"
+                        && var(i + 1) == Some("month")
+                        && var(i + 2) == Some("day")
+                        && f.days.is_some() =>
+                {
                     let (first, last) = f.days.unwrap_or((0, -1));
                     let mut next = Vec::new();
                     for p in &frontier {
@@ -433,7 +435,9 @@ pub fn delivery_time(key: &str) -> Option<i64> {
 
 /// Whether a key is a CloudTrail log object (not a digest, not a folder marker).
 fn is_log_object(key: &str) -> bool {
-    !key.ends_with('/') && !key.contains("/CloudTrail-Digest/") && !key.contains("_CloudTrail-Digest_")
+    !key.ends_with('/')
+        && !key.contains("/CloudTrail-Digest/")
+        && !key.contains("_CloudTrail-Digest_")
 }
 
 /// One pass over the source: list the layout's prefixes, fetch what is new, hand it to
@@ -507,47 +511,52 @@ pub async fn pass(
             Ok::<(), String>(())
         }
     };
-    let fetcher = {
-        let reader = reader.clone();
-        let stream = futures_util::stream::unfold(krx, |mut rx| async move {
-            rx.recv().await.map(|x| (x, rx))
-        });
-        let n = cfg.concurrency.unwrap_or(64).max(1);
-        let fetch_reader = reader.clone();
-        let mut fetched = Box::pin(stream.map(move |(leaf, key)| {
-                let reader = fetch_reader.clone();
-                async move {
-                    let r = fetch(&reader, &key).await;
-                    (leaf, key, r)
-                }
-            }).buffered(n));
-        let progress = progress.clone();
-        let stop = stop.clone();
-        async move {
-            while let Some((leaf, key, r)) = fetched.next().await {
-                if *stop.borrow() {
-                    break;
-                }
-                let name = format!("s3://{}/{key}", reader.bucket);
-                // A failed object is issued too and never acknowledged: its prefix's
-                // checkpoint stops before it, so it is fetched again next time.
-                progress.issue(&leaf, &key);
-                let arrival = match r {
-                    Ok(body) => {
-                        let p = progress.clone();
-                        Arrival::fetched(name, body, Ack::new(move || p.ack(&leaf, &key)))
+    let fetcher =
+        {
+            let reader = reader.clone();
+            let stream = futures_util::stream::unfold(krx, |mut rx| async move {
+                rx.recv().await.map(|x| (x, rx))
+            });
+            let n = cfg.concurrency.unwrap_or(64).max(1);
+            let fetch_reader = reader.clone();
+            let mut fetched = Box::pin(
+                stream
+                    .map(move |(leaf, key)| {
+                        let reader = fetch_reader.clone();
+                        async move {
+                            let r = fetch(&reader, &key).await;
+                            (leaf, key, r)
+                        }
+                    })
+                    .buffered(n),
+            );
+            let progress = progress.clone();
+            let stop = stop.clone();
+            async move {
+                while let Some((leaf, key, r)) = fetched.next().await {
+                    if *stop.borrow() {
+                        break;
                     }
-                    Err(e) => Arrival::failed(name, e),
-                };
-                if let Some(b) = bar {
-                    b.inc(1);
-                }
-                if tx.send(arrival).await.is_err() {
-                    break;
+                    let name = format!("s3://{}/{key}", reader.bucket);
+                    // A failed object is issued too and never acknowledged: its prefix's
+                    // checkpoint stops before it, so it is fetched again next time.
+                    progress.issue(&leaf, &key);
+                    let arrival = match r {
+                        Ok(body) => {
+                            let p = progress.clone();
+                            Arrival::fetched(name, body, Ack::new(move || p.ack(&leaf, &key)))
+                        }
+                        Err(e) => Arrival::failed(name, e),
+                    };
+                    if let Some(b) = bar {
+                        b.inc(1);
+                    }
+                    if tx.send(arrival).await.is_err() {
+                        break;
+                    }
                 }
             }
-        }
-    };
+        };
     let (listed, ()) = tokio::join!(lister, fetcher);
     listed
 }
@@ -601,7 +610,10 @@ pub fn from_url(url: &str) -> Result<S3Config, String> {
         bucket: bucket.to_string(),
         ..S3Config::default()
     };
-    if let Some(i) = prefix.find("AWSLogs/").filter(|i| *i == 0 || prefix.as_bytes()[i - 1] == b'/') {
+    if let Some(i) = prefix
+        .find("AWSLogs/")
+        .filter(|i| *i == 0 || prefix.as_bytes()[i - 1] == b'/')
+    {
         cfg.prefix = prefix[..i].to_string();
         let parts: Vec<&str> = prefix[i + "AWSLogs/".len()..]
             .split('/')

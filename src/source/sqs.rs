@@ -78,9 +78,8 @@ pub struct SqsStats {
 fn dur(key: &str, v: &Option<String>, default: Duration) -> Result<Duration, String> {
     match v {
         None => Ok(default),
-        Some(s) => {
-            crate::config::parse_duration(s).ok_or_else(|| format!("{key}: {s:?} is not a duration"))
-        }
+        Some(s) => crate::config::parse_duration(s)
+            .ok_or_else(|| format!("{key}: {s:?} is not a duration")),
     }
 }
 
@@ -99,7 +98,9 @@ struct Pending {
 
 impl Pending {
     fn object_done(&self) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 && !self.failed.load(Ordering::Acquire) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1
+            && !self.failed.load(Ordering::Acquire)
+        {
             let _ = self.done.send(self.id);
         }
     }
@@ -116,9 +117,14 @@ pub async fn run(
     dead_letter: Option<PathBuf>,
     stats: Arc<SqsStats>,
 ) -> Result<(), String> {
-    let wait = dur("wait_time", &cfg.wait_time, Duration::from_secs(20))?.min(Duration::from_secs(20));
-    let visibility = dur("visibility_timeout", &cfg.visibility_timeout, Duration::from_secs(300))?
-        .max(Duration::from_secs(2));
+    let wait =
+        dur("wait_time", &cfg.wait_time, Duration::from_secs(20))?.min(Duration::from_secs(20));
+    let visibility = dur(
+        "visibility_timeout",
+        &cfg.visibility_timeout,
+        Duration::from_secs(300),
+    )?
+    .max(Duration::from_secs(2));
     let max_messages = cfg.max_messages.unwrap_or(10).clamp(1, 10);
     let max_receives = cfg.max_receives.unwrap_or(5).max(1);
     let concurrency = cfg.concurrency.unwrap_or(16).max(1);
@@ -136,7 +142,11 @@ pub async fn run(
         let stats = stats.clone();
         tokio::spawn(async move {
             while let Some(id) = done_rx.recv().await {
-                let receipt = inflight.lock().ok().and_then(|mut m| m.remove(&id)).map(|f| f.receipt);
+                let receipt = inflight
+                    .lock()
+                    .ok()
+                    .and_then(|mut m| m.remove(&id))
+                    .map(|f| f.receipt);
                 if let Some(r) = receipt {
                     delete(&sqs, &queue, &r, &stats).await;
                 }
@@ -160,7 +170,9 @@ pub async fn run(
                 let due: Vec<(u64, String)> = match inflight.lock() {
                     Ok(m) => m
                         .iter()
-                        .filter(|(_, f)| f.deadline.saturating_duration_since(Instant::now()) < visibility / 2)
+                        .filter(|(_, f)| {
+                            f.deadline.saturating_duration_since(Instant::now()) < visibility / 2
+                        })
                         .map(|(id, f)| (*id, f.receipt.clone()))
                         .collect(),
                     Err(_) => break,
@@ -182,7 +194,9 @@ pub async fn run(
                                 f.deadline = Instant::now() + visibility;
                             }
                         }
-                        Err(e) => tracing::warn!(queue = %queue, "visibility not extended: {}", describe(&e)),
+                        Err(e) => {
+                            tracing::warn!(queue = %queue, "visibility not extended: {}", describe(&e))
+                        }
                     }
                 }
             }
@@ -197,7 +211,9 @@ pub async fn run(
             .max_number_of_messages(max_messages)
             .wait_time_seconds(wait.as_secs() as i32)
             .visibility_timeout(visibility.as_secs() as i32)
-            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(
+                aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
+            )
             .send();
         let r = tokio::select! {
             r = recv => r,
@@ -228,18 +244,28 @@ pub async fn run(
             let msg_id = m.message_id().unwrap_or("?");
             let receives: u32 = m
                 .attributes()
-                .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount))
+                .and_then(|a| {
+                    a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+                })
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1);
             if receives > max_receives {
-                let reason = format!("received {receives} times without being processed (max_receives {max_receives})");
+                let reason = format!(
+                    "received {receives} times without being processed (max_receives {max_receives})"
+                );
                 dead(&dl, msg_id, &reason, body, &stats);
                 delete(&sqs, &queue, receipt, &stats).await;
                 continue;
             }
             match notification::parse(body) {
                 Err(e) => {
-                    dead(&dl, msg_id, &format!("not a notification of new objects: {e}"), body, &stats);
+                    dead(
+                        &dl,
+                        msg_id,
+                        &format!("not a notification of new objects: {e}"),
+                        body,
+                        &stats,
+                    );
                     delete(&sqs, &queue, receipt, &stats).await;
                 }
                 Ok(Notification::Test) => {
@@ -261,10 +287,13 @@ pub async fn run(
                         done: done_tx.clone(),
                     });
                     if let Ok(mut f) = inflight.lock() {
-                        f.insert(next_id, InFlight {
-                            receipt: receipt.to_string(),
-                            deadline: received_at + visibility,
-                        });
+                        f.insert(
+                            next_id,
+                            InFlight {
+                                receipt: receipt.to_string(),
+                                deadline: received_at + visibility,
+                            },
+                        );
                     }
                     for o in objs {
                         objects.push((p.clone(), o));
@@ -326,16 +355,28 @@ async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>
         .send()
         .await
         .map_err(|e| describe(&e))?;
-    let b = r.body.collect().await.map_err(|e| format!("reading the object: {e}"))?;
+    let b = r
+        .body
+        .collect()
+        .await
+        .map_err(|e| format!("reading the object: {e}"))?;
     Ok(b.into_bytes().to_vec())
 }
 
 async fn delete(sqs: &aws_sdk_sqs::Client, queue: &str, receipt: &str, stats: &SqsStats) {
-    match sqs.delete_message().queue_url(queue).receipt_handle(receipt).send().await {
+    match sqs
+        .delete_message()
+        .queue_url(queue)
+        .receipt_handle(receipt)
+        .send()
+        .await
+    {
         Ok(_) => {
             stats.messages_deleted.fetch_add(1, Ordering::Relaxed);
         }
-        Err(e) => tracing::warn!(queue = %queue, "message not deleted (it will be redone): {}", describe(&e)),
+        Err(e) => {
+            tracing::warn!(queue = %queue, "message not deleted (it will be redone): {}", describe(&e))
+        }
     }
 }
 
@@ -378,7 +419,10 @@ impl DeadLetters {
             "raw_len": body.len(),
             "truncated": cut < body.len(),
         });
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
         writeln!(f, "{line}")?;
         f.sync_data()
     }

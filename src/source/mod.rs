@@ -9,6 +9,13 @@
 //!
 //! **Invariant.** An input that cannot be found or opened is reported by name and
 //! counted in `inputs_failed` (exit code 3); the other inputs still run.
+//!
+//! **Live sources** ([`live`]): S3 ([`s3`]), SQS notifications ([`sqs`], parsed by
+//! [`notification`]) and CloudWatch Logs ([`cloudwatch`]) run on a tokio runtime and
+//! hand [`Arrival`]s to the pipeline through a bounded channel ([`Feed::Live`]). Each
+//! carries an [`Ack`] that the pipeline fires once the input is fully delivered; only
+//! then does a source delete a message or advance its [`checkpoint`]. Connections and
+//! credentials are in [`aws`].
 
 pub mod aws;
 pub mod checkpoint;

@@ -96,6 +96,50 @@ pub struct RunSummary {
     pub state: Option<crate::state::StageStats>,
     /// What each live source did (`run`, `detect s3://…`).
     pub sources: Vec<crate::source::live::SourceReport>,
+    /// Record accounting per live source.
+    pub by_source: std::collections::BTreeMap<std::sync::Arc<str>, SourceTotals>,
+}
+
+/// The accounting of one live source: the same invariant as the run's,
+/// `records_in = kept + filtered + deduplicated + dead_lettered`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceTotals {
+    /// Inputs finished (objects, pages, files).
+    pub inputs: u64,
+    /// Inputs that failed.
+    pub inputs_failed: u64,
+    /// Bytes read, before decompression.
+    pub bytes_in: u64,
+    /// Records read.
+    pub records_in: u64,
+    /// Records kept.
+    pub records_kept: u64,
+    /// Records filtered.
+    pub records_filtered: u64,
+    /// Records deduplicated.
+    pub records_deduplicated: u64,
+    /// Records dead-lettered.
+    pub records_dead_lettered: u64,
+}
+
+impl SourceTotals {
+    /// Adds a unit's counters.
+    pub fn add(&mut self, c: &Counters) {
+        self.records_in += c.records_in;
+        self.records_kept += c.records_kept;
+        self.records_filtered += c.records_filtered;
+        self.records_deduplicated += c.records_deduplicated;
+        self.records_dead_lettered += c.records_dead_lettered;
+    }
+
+    /// Whether the invariant holds.
+    pub fn accounting_holds(&self) -> bool {
+        self.records_in
+            == self.records_kept
+                + self.records_filtered
+                + self.records_deduplicated
+                + self.records_dead_lettered
+    }
 }
 
 impl RunSummary {
@@ -167,12 +211,24 @@ impl RunSummary {
             "records_archived": self.records_archived,
             "archive_files": self.archive_files,
             "interrupted": self.interrupted,
-            "sources": self.sources.iter().map(|r| serde_json::json!({
-                "name": r.name,
-                "kind": r.kind,
-                "error": r.error,
-                "counters": r.stats,
-            })).collect::<Vec<_>>(),
+            "sources": self.sources.iter().map(|r| {
+                let t = self.by_source.get(r.name.as_str()).copied().unwrap_or_default();
+                serde_json::json!({
+                    "name": r.name,
+                    "kind": r.kind,
+                    "error": r.error,
+                    "inputs": t.inputs,
+                    "inputs_failed": t.inputs_failed,
+                    "bytes_in": t.bytes_in,
+                    "records_in": t.records_in,
+                    "records_kept": t.records_kept,
+                    "records_filtered": t.records_filtered,
+                    "records_deduplicated": t.records_deduplicated,
+                    "records_dead_lettered": t.records_dead_lettered,
+                    "accounting_ok": t.accounting_holds(),
+                    "counters": r.stats,
+                })
+            }).collect::<Vec<_>>(),
             "state": self.state.as_ref().map(|s| serde_json::json!({
                 "findings_suppressed": s.findings_suppressed,
                 "dedup_evicted": s.dedup_evicted,

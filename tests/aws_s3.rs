@@ -131,6 +131,15 @@ fn whole_bucket_reads_every_log_object_once() {
     assert_eq!(stats["inputs"], m.objects.len() as u64);
     assert_eq!(stats["inputs_failed"], 0);
     assert_eq!(counter(&stats, "objects_fetched"), m.objects.len() as u64);
+    // Per-source accounting, and the summary matches its schema.
+    let src = &stats["sources"][0];
+    assert_eq!(src["name"], "s3");
+    assert_eq!(src["records_in"], m.records);
+    assert_eq!(src["inputs"], m.objects.len() as u64);
+    assert_eq!(src["accounting_ok"], true);
+    let v = common::validator("stats.schema.json");
+    let errors: Vec<String> = v.iter_errors(&stats).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
     let (gets, lists) = requests(&moto, "trail");
     let got: BTreeSet<String> = gets.iter().cloned().collect();
     assert_eq!(got.len(), gets.len(), "no object is fetched twice");

@@ -649,6 +649,15 @@ fn account(
 ) {
     cur.records += d.counters.records_in;
     summary.counters.merge(&d.counters);
+    if let Some(src) = &d.input.source {
+        let t = summary.by_source.entry(src.clone()).or_default();
+        t.add(&d.counters);
+        if let Some((bytes_in, failure)) = &d.end {
+            t.inputs += 1;
+            t.bytes_in += bytes_in;
+            t.inputs_failed += u64::from(failure.as_ref().is_some_and(|f| f.io));
+        }
+    }
     for (i, n) in d.counters.findings_by_rule.iter().enumerate() {
         if *n > 0
             && let Some(r) = pack.rules().get(i)

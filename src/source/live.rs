@@ -381,7 +381,6 @@ async fn run_one(
                 b.enable_steady_tick(Duration::from_millis(200));
                 b
             });
-            let mut first = true;
             loop {
                 let r = s3::pass(
                     reader.clone(),
@@ -403,21 +402,15 @@ async fn run_one(
                 if !opts.follow || *stop.borrow() {
                     break;
                 }
-                if first && filters.days.is_some() {
-                    // Later passes look at today and yesterday only: older days were
-                    // listed completely by the first pass (their checkpoints hold).
-                    first = false;
-                }
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
                     _ = stop.changed() => break,
                 }
-                if !first {
-                    let now = crate::archive::now_micros().div_euclid(86_400_000_000);
-                    if let Some((a, b)) = filters.days {
-                        filters.days = Some((a.max(now - 1), b.max(now)));
-                    }
-                }
+                // Later passes list yesterday and today only: older days were listed
+                // completely by the first pass and their checkpoints hold.
+                let today = crate::archive::now_micros().div_euclid(86_400_000_000);
+                let first = filters.days.map_or(today - 1, |(a, _)| a);
+                filters.days = Some((first.max(today - 1), today));
             }
             if let Some(b) = &bar {
                 b.finish_and_clear();

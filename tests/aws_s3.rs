@@ -438,3 +438,89 @@ fn daemon_stopped_mid_way_resumes_without_loss_or_repeats() {
     assert_eq!(ids.len(), n, "no finding repeated across the restart");
     assert!(n > 0);
 }
+
+/// `run` with an S3 source, a files source and stdin at once: each source's records are
+/// counted under its name, and archived under `tp_partition=<name>`.
+#[test]
+fn several_sources_at_once_each_under_its_name() {
+    let Some(moto) = Moto::start() else { return };
+    let m = fill(&moto, "trail", &["--days", "2024-12-01", "--per-day", "3"]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("trailhound.yaml");
+    let archive = dir.path().join("archive");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 1\nstate_dir: {state}\nconnections:\n  local: {{endpoint_url: \"{ep}\", region: us-east-1, s3_force_path_style: true}}\nsources:\n  - s3: {{name: bucket, connection: local, bucket: trail, poll_interval: 1s}}\n  - files: {{name: disk, paths: [\"{files}\"]}}\n  - stdin: {{name: pipe}}\narchive: {{root: \"{archive}\", max_age: 1s}}\n",
+            state = dir.path().join("state").display(),
+            ep = moto.endpoint,
+            files = common::s3_layout().display(),
+            archive = archive.display(),
+        ),
+    )
+    .expect("config");
+    let stats_path = dir.path().join("stats.json");
+    let sample = &common::samples()[0];
+    let stdin_records = {
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::MultiGzDecoder::new(std::fs::File::open(sample).expect("open")),
+            &mut text,
+        )
+        .expect("gunzip");
+        text.lines().filter(|l| !l.trim().is_empty()).count() as u64
+    };
+    let mut child = trailhound(&moto)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .args(["--no-record", "--no-dedup", "--stats-file"])
+        .arg(&stats_path)
+        .stdin(std::fs::File::open(sample).expect("sample"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    let cp = dir.path().join("state/checkpoints/bucket.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let n = std::fs::read(&cp)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|v| v["done"].as_object().map(|o| o.len()))
+            .unwrap_or(0);
+        if n == 3 * 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: signalling a child process we started and still own.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    assert!(child.wait().expect("wait").success());
+    let stats: Value =
+        serde_json::from_slice(&std::fs::read(&stats_path).expect("stats")).expect("json");
+    let by_name = |n: &str| {
+        stats["sources"]
+            .as_array()
+            .expect("sources")
+            .iter()
+            .find(|s| s["name"] == n)
+            .unwrap_or_else(|| panic!("source {n} in {stats}"))
+            .clone()
+    };
+    assert_eq!(by_name("bucket")["records_in"], m.records);
+    assert_eq!(by_name("disk")["records_in"], 2880);
+    assert_eq!(by_name("pipe")["records_in"], stdin_records);
+    assert_eq!(
+        stats["records_in"],
+        m.records + 2880 + stdin_records,
+        "{stats}"
+    );
+    for n in ["bucket", "disk", "pipe"] {
+        assert_eq!(by_name(n)["accounting_ok"], true);
+        let part = archive.join(format!("tp_table=aws_cloudtrail_log/tp_partition={n}"));
+        assert!(part.is_dir(), "{} missing", part.display());
+    }
+    assert_eq!(stats["records_archived"], stats["records_kept"]);
+}

@@ -300,6 +300,9 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
             progress: args.progress
                 || (mode == Mode::Detect && std::io::IsTerminal::is_terminal(&std::io::stderr())),
         };
+        for s in &live_sources {
+            tracing::info!(source = %s.name(), kind = s.kind(), "starting source");
+        }
         let connections = std::mem::take(&mut file.connections);
         let mut l = crate::source::live::start(live_sources, connections, opts, shutdown.clone())
             .map_err(&cli_err)?;
@@ -517,13 +520,18 @@ pub fn config_check(file: &std::path::Path) -> Result<i32, AppError> {
     }
     let _ = writeln!(
         out,
-        "{}: ok (rules: {}, archive: {}, dead_letter: {}; {} warnings)",
+        "{}: ok (rules: {}, archive: {}, dead_letter: {}, sources: {}, connections: {}; {} warnings)",
         file.display(),
         cfg.rules.is_some(),
         cfg.archive.is_some(),
         cfg.dead_letter.is_some(),
+        cfg.sources.len(),
+        cfg.connections.len(),
         warnings.len()
     );
+    for s in &cfg.sources {
+        let _ = writeln!(out, "  source {} ({})", s.name(), s.kind());
+    }
     Ok(exit::OK)
 }
 

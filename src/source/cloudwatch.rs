@@ -9,12 +9,14 @@
 //! at the current time when there is no checkpoint.
 //!
 //! **Checkpoint.** The newest event time of the last fully acknowledged scan, with the
-//! ids of the events at exactly that millisecond (the next scan starts at that
-//! millisecond again, since the API's start time is inclusive, and skips them). A
-//! crash mid-scan redoes that scan: events repeat, never go missing, and repeats are
-//! removed by eventID dedup.
+//! ids (and times) of the events read within `lookback` (default 15m) of it. The next
+//! scan starts `lookback` before that time — CloudTrail writes one stream per account
+//! and region and delivers minutes late, so an event can arrive with a time older than
+//! one already read — and skips the ids it has. An event arriving more than `lookback`
+//! late is missed; raise it for slow streams. A crash mid-scan redoes that scan: events
+//! repeat (removed by eventID dedup), and none inside the window go missing.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,6 +56,10 @@ pub struct CloudWatchConfig {
     pub filter_pattern: Option<String>,
     /// Events per FilterLogEvents page, 1–10000 (default: the API's, 10000).
     pub limit: Option<i32>,
+    /// Each scan starts this far before the newest event seen, so events that arrive
+    /// late (other streams, delivery delays) are still read; events already read are
+    /// skipped by id (default 15m; `0s` reads strictly forward).
+    pub lookback: Option<String>,
 }
 
 impl CloudWatchConfig {
@@ -88,6 +94,7 @@ impl CloudWatchConfig {
             ("scan_frequency", &self.scan_frequency),
             ("api_timeout", &self.api_timeout),
             ("api_sleep", &self.api_sleep),
+            ("lookback", &self.lookback),
         ] {
             if let Some(s) = v
                 && crate::config::parse_duration(s).is_none()
@@ -102,10 +109,22 @@ impl CloudWatchConfig {
 /// The checkpoint.
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CloudWatchCheckpoint {
-    /// Milliseconds since the epoch: the next scan starts here.
+    /// Milliseconds since the epoch: the newest event read (the next scan starts
+    /// `lookback` before it).
     pub start_time: Option<i64>,
-    /// Event ids at exactly `start_time` already processed.
-    pub seen: BTreeSet<String>,
+    /// Ids of the events read within `lookback` of `start_time`, with their times: a
+    /// later scan skips them.
+    pub seen: BTreeMap<String, i64>,
+}
+
+impl CloudWatchCheckpoint {
+    /// Forgets ids older than the lookback window.
+    fn prune(&mut self, lookback_ms: i64) {
+        if let Some(t) = self.start_time {
+            let floor = t.saturating_sub(lookback_ms);
+            self.seen.retain(|_, ts| *ts >= floor);
+        }
+    }
 }
 
 fn dur(v: &Option<String>, default: Duration) -> Duration {
@@ -169,6 +188,7 @@ pub async fn run(
     let scan_every = dur(&cfg.scan_frequency, Duration::from_secs(60));
     let sleep = dur(&cfg.api_sleep, Duration::from_millis(200));
     let timeout = dur(&cfg.api_timeout, Duration::from_secs(120));
+    let lookback_ms = dur(&cfg.lookback, Duration::from_secs(15 * 60)).as_millis() as i64;
     // What the next scan starts from (moves ahead of the acknowledged checkpoint).
     let mut cursor = cp;
     let save = |shared: &Shared| save(shared, &name, &checkpoints);
@@ -183,7 +203,7 @@ pub async fn run(
             let mut req = client
                 .filter_log_events()
                 .log_group_name(&group)
-                .set_start_time(cursor.start_time)
+                .set_start_time(cursor.start_time.map(|t| t.saturating_sub(lookback_ms)))
                 .set_next_token(token.clone())
                 .set_filter_pattern(cfg.filter_pattern.clone())
                 .set_limit(cfg.limit.map(|l| l.clamp(1, 10_000)));
@@ -221,20 +241,11 @@ pub async fn run(
                     continue;
                 };
                 let id = e.event_id().unwrap_or_default();
-                if Some(ts) == cursor.start_time && cursor.seen.contains(id) {
+                if next.seen.contains_key(id) {
                     continue;
                 }
-                match next.start_time {
-                    Some(t) if ts < t => {}
-                    Some(t) if ts == t => {
-                        next.seen.insert(id.to_string());
-                    }
-                    _ => {
-                        next.start_time = Some(ts);
-                        next.seen.clear();
-                        next.seen.insert(id.to_string());
-                    }
-                }
+                next.seen.insert(id.to_string(), ts);
+                next.start_time = Some(next.start_time.map_or(ts, |t| t.max(ts)));
                 body.extend_from_slice(msg.trim_end().as_bytes());
                 body.push(b'\n');
                 n += 1;
@@ -248,6 +259,7 @@ pub async fn run(
             }
             tokio::time::sleep(sleep).await;
         }
+        next.prune(lookback_ms);
         if !pages.is_empty() {
             let ack = Arc::new(ScanAck {
                 remaining: std::sync::atomic::AtomicUsize::new(pages.len()),

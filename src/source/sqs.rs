@@ -90,6 +90,7 @@ struct InFlight {
 
 /// One message whose objects are in the pipeline.
 struct Pending {
+    message_id: String,
     remaining: AtomicUsize,
     failed: AtomicBool,
     id: u64,
@@ -161,7 +162,9 @@ pub async fn run(
         let stats = stats.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
-            let tick = (visibility / 3).max(Duration::from_secs(1));
+            // Renew when less than half the timeout is left, checking four times per
+            // timeout: at least a quarter of it is always left as margin.
+            let tick = (visibility / 4).max(Duration::from_millis(250));
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(tick) => {}
@@ -178,6 +181,7 @@ pub async fn run(
                     Err(_) => break,
                 };
                 for (id, receipt) in due {
+                    let sent = Instant::now();
                     let r = sqs
                         .change_message_visibility()
                         .queue_url(&queue)
@@ -191,7 +195,7 @@ pub async fn run(
                             if let Ok(mut m) = inflight.lock()
                                 && let Some(f) = m.get_mut(&id)
                             {
-                                f.deadline = Instant::now() + visibility;
+                                f.deadline = sent + visibility;
                             }
                         }
                         Err(e) => {
@@ -203,6 +207,8 @@ pub async fn run(
         })
     };
 
+    // The last fetch failure per message id, for the dead letter's reason.
+    let mut failures: HashMap<String, String> = HashMap::new();
     let mut backoff = Duration::from_secs(1);
     while !*stop.borrow() {
         let recv = sqs
@@ -250,8 +256,12 @@ pub async fn run(
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1);
             if receives > max_receives {
+                let last = failures
+                    .remove(msg_id)
+                    .map(|e| format!("; last failure: {e}"))
+                    .unwrap_or_default();
                 let reason = format!(
-                    "received {receives} times without being processed (max_receives {max_receives})"
+                    "received {receives} times without being processed (max_receives {max_receives}){last}"
                 );
                 dead(&dl, msg_id, &reason, body, &stats);
                 delete(&sqs, &queue, receipt, &stats).await;
@@ -281,6 +291,7 @@ pub async fn run(
                 Ok(Notification::Objects(objs)) => {
                     next_id += 1;
                     let p = Arc::new(Pending {
+                        message_id: msg_id.to_string(),
                         remaining: AtomicUsize::new(objs.len()),
                         failed: AtomicBool::new(false),
                         id: next_id,
@@ -327,6 +338,10 @@ pub async fn run(
                     // is retried, up to max_receives.
                     stats.objects_failed.fetch_add(1, Ordering::Relaxed);
                     p.failed.store(true, Ordering::Release);
+                    if failures.len() >= 10_000 {
+                        failures.clear();
+                    }
+                    failures.insert(p.message_id.clone(), format!("{name}: {e}"));
                     if let Ok(mut f) = inflight.lock() {
                         f.remove(&p.id);
                     }

@@ -6,9 +6,11 @@
 //! ```text
 //! source ─▶ decode ─────────────▶ event ─────────▶ filter ─▶ rules ─────────▶ finding ─▶ state ──────▶ sink
 //! stdin,    gzip (magic bytes),   simd-json tape,   SQL over   indexed Sigma,   JSON line   dedup,         stdout,
-//! files     framing: NDJSON,      FieldPath and     Tailpipe   metric-filter    per hit     correlations,  dead letters
-//!           {"Records":[…]},      JSONPath lookup   columns    patterns                     alarms,
-//!           arrays, CloudWatch                         ╰──────────▶ archive (Parquet)       suppression
+//! files,    framing: NDJSON,      FieldPath and     Tailpipe   metric-filter    per hit     correlations,  dead letters
+//! S3, SQS,  {"Records":[…]},      JSONPath lookup   columns    patterns                     alarms,
+//! CW Logs   arrays, CloudWatch                         ╰──────────▶ archive (Parquet)       suppression
+//!    ▲                                                                                                   │
+//!    └──────────── Ack: SQS delete / checkpoint, once findings are flushed and archive files finished ◀──┘
 //! ```
 //!
 //! [`pipeline`] wires the stages: a reader thread, a pool of workers that each take one
@@ -20,7 +22,9 @@
 //!
 //! 1. `src/main.rs` and [`cli`]: arguments → a run → exit code.
 //! 2. [`pipeline`]: the threads and channels; [`pipeline`]'s reader and worker.
-//! 3. [`source`]: inputs, and the pump that streams stdin and large files.
+//! 3. [`source`]: inputs, and the pump that streams stdin and large files; the live
+//!    sources ([`source::live`]: S3, SQS, CloudWatch Logs on tokio) that feed the
+//!    pipeline arrivals with acknowledgements, and their checkpoints.
 //! 4. [`decode`]: gzip, then framing with the structural [`decode::scan`]ner.
 //! 5. [`event`]: parsing into a tape, and [`event::path`] lookups.
 //! 6. [`rules`]: the [`rules::RulePack`], its [`rules::index`], and Sigma in

@@ -4,7 +4,8 @@
 //! proves that the credentials came from where they should.
 //!
 //! What is proved: the environment, a named profile of the shared files, the default
-//! profile and `credential_process` are each used; a failure is reported by the
+//! profile and `credential_process` are each used; `role_arn` assumes the role through
+//! STS and reads with the role's temporary credentials; a failure is reported by the
 //! source (exit 3) with the service's error code; and a secret, right or wrong, never
 //! appears in logs (even at trace level), errors or `config check` output.
 
@@ -402,4 +403,62 @@ fn secrets_are_not_logged() {
         out.stderr
     );
     assert_no_secret(&out, &[WRONG_SECRET]);
+}
+
+/// `role_arn` assumes the role through STS (with `external_id`, `session_name` and
+/// `session_duration`) on top of the connection's own keys, and the bucket is then read
+/// with the temporary credentials STS returned, not with the base keys.
+#[test]
+fn role_arn_assumes_the_role_and_reads_with_its_credentials() {
+    let Some(moto) = Moto::start() else { return };
+    let dir = tempfile::tempdir().expect("tmp");
+    let records = fill_bucket(&moto, dir.path());
+    let cfg = dir.path().join("trailhound.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 1\nconnections:\n  reader:\n    endpoint_url: \"{ep}\"\n    region: us-east-1\n    s3_force_path_style: true\n    access_key: AKIABASEKEY000000001\n    secret_key: base-secret\n    role_arn: arn:aws:iam::123456789012:role/trail-reader\n    external_id: ext-42\n    session_name: trailhound-test\n    session_duration: 15m\n",
+            ep = moto.endpoint
+        ),
+    )
+    .expect("config");
+    moto.clear_recording();
+    let mut c = trailhound(dir.path());
+    c.args(["detect", &format!("s3://{BUCKET}/"), "--config"])
+        .arg(&cfg)
+        .args(["--connection", "reader", "--no-record", "--stats", "json"]);
+    let out = output(c);
+    assert_read_all(&out, records);
+    let reqs = moto.requests();
+    let assume: Vec<String> = reqs
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .filter(|b| b.contains("Action=AssumeRole"))
+        .collect();
+    assert_eq!(assume.len(), 1, "one AssumeRole call");
+    for want in [
+        "RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Ftrail-reader",
+        "ExternalId=ext-42",
+        "RoleSessionName=trailhound-test",
+        "DurationSeconds=900",
+    ] {
+        assert!(assume[0].contains(want), "{want} in {}", assume[0]);
+    }
+    let gets: Vec<&common::moto::Request> = reqs
+        .iter()
+        .filter(|r| r.s3_get_object_key().is_some())
+        .collect();
+    assert_eq!(gets.len(), 3);
+    for g in gets {
+        let auth = g.header("Authorization").expect("signed");
+        assert!(
+            auth.contains("Credential=") && !auth.contains("AKIABASEKEY000000001"),
+            "S3 is read with the role's credentials: {auth}"
+        );
+        assert!(
+            g.header("X-Amz-Security-Token").is_some(),
+            "a session token"
+        );
+    }
+    assert_no_secret(&out, &["base-secret"]);
 }

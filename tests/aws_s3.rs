@@ -524,3 +524,81 @@ fn several_sources_at_once_each_under_its_name() {
     }
     assert_eq!(stats["records_archived"], stats["records_kept"]);
 }
+
+/// A custom `layout:` (a trail copied under another prefix with its own key scheme) is
+/// walked the same way: regions named in the config are not discovered, the time range
+/// enumerates the day prefixes, and nothing outside the layout is listed or read.
+#[test]
+fn custom_layout_is_walked_and_pruned() {
+    let Some(moto) = Moto::start() else { return };
+    let m = fill(
+        &moto,
+        "trail",
+        &["--days", "2024-12-01,2024-12-02", "--per-day", "2"],
+    );
+    // Copy every object to custom/<account>/<region>/<yyyy>/<mm>/<dd>/<name>.
+    moto.run_python(
+        "import boto3, sys\ns3 = boto3.client('s3')\nfor page in s3.get_paginator('list_objects_v2').paginate(Bucket='trail', Prefix='AWSLogs/'):\n    for o in page.get('Contents', []):\n        k = o['Key']\n        if '/CloudTrail/' not in k: continue\n        parts = k.split('/')\n        i = parts.index('CloudTrail')\n        new = '/'.join(['custom', parts[i - 1], parts[i + 1]] + parts[i + 2:])\n        s3.copy_object(Bucket='trail', Key=new, CopySource={'Bucket': 'trail', 'Key': k})\n",
+        &[],
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("trailhound.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 1\nstate_dir: {state}\nconnections:\n  local: {{endpoint_url: \"{ep}\", region: us-east-1, s3_force_path_style: true}}\nsources:\n  - s3: {{name: copy, connection: local, bucket: trail, prefix: custom/, layout: \"{{account_id}}/{{region}}/{{year}}/{{month}}/{{day}}\", regions: [eu-west-1], since: 2024-12-02, until: 2024-12-02T12:00:00Z, poll_interval: 1s}}\n",
+            state = dir.path().join("state").display(),
+            ep = moto.endpoint
+        ),
+    )
+    .expect("config");
+    moto.clear_recording();
+    let stats_path = dir.path().join("stats.json");
+    let child = trailhound(&moto)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .args(["--no-record", "--stats-file"])
+        .arg(&stats_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    // Day 2 of every account in eu-west-1: 2 objects each (00:05 and 02:05 deliveries).
+    let want: BTreeSet<String> = m
+        .objects
+        .keys()
+        .filter(|k| k.contains("/eu-west-1/2024/12/02/"))
+        .map(|k| {
+            let parts: Vec<&str> = k.split('/').collect();
+            let i = parts
+                .iter()
+                .position(|p| *p == "CloudTrail")
+                .expect("layout");
+            let mut v = vec!["custom", parts[i - 1], parts[i + 1]];
+            v.extend(&parts[i + 2..]);
+            v.join("/")
+        })
+        .collect();
+    assert_eq!(want.len(), 3 * 2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while requests(&moto, "trail").0.len() < want.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    stop(child);
+    let (gets, lists) = requests(&moto, "trail");
+    let got: BTreeSet<String> = gets.into_iter().collect();
+    assert_eq!(got, want);
+    for (p, delim) in &lists {
+        assert!(p.starts_with("custom/"), "outside the layout: {p}");
+        if *delim {
+            assert_eq!(p, "custom/", "only the account level is discovered: {p}");
+        } else {
+            assert!(p.ends_with("/eu-west-1/2024/12/02/"), "{p}");
+        }
+    }
+    let stats: Value =
+        serde_json::from_slice(&std::fs::read(&stats_path).expect("stats")).expect("json");
+    assert_eq!(stats["records_in"], 6 * 5);
+    assert_eq!(stats["accounting_ok"], true);
+}

@@ -402,6 +402,15 @@ async fn run_one(
                 if !opts.follow || *stop.borrow() {
                     break;
                 }
+                let now = crate::archive::now_micros();
+                if filters
+                    .range
+                    .is_some_and(|(_, until)| until.saturating_add(3_600_000_000) < now)
+                {
+                    // The range ended over an hour ago: no new object can belong to it.
+                    tracing::info!(source = %name, "range complete; not polling");
+                    break;
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
                     _ = stop.changed() => break,
@@ -409,8 +418,12 @@ async fn run_one(
                 // Later passes list yesterday and today only: older days were listed
                 // completely by the first pass and their checkpoints hold.
                 let today = crate::archive::now_micros().div_euclid(86_400_000_000);
-                let first = filters.days.map_or(today - 1, |(a, _)| a);
-                filters.days = Some((first.max(today - 1), today));
+                let (first, last) = filters.days.unwrap_or((today - 1, today));
+                filters.days = Some((first.max(today - 1), last.max(today)));
+                if let Some((_, until)) = filters.range.filter(|(_, u)| *u != i64::MAX) {
+                    let end = until.saturating_add(3_600_000_000).div_euclid(86_400_000_000);
+                    filters.days = filters.days.map(|(a, b)| (a, b.min(end)));
+                }
             }
             if let Some(b) = &bar {
                 b.finish_and_clear();

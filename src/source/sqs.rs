@@ -154,13 +154,15 @@ pub async fn run(
             }
         })
     };
-    // Extends the visibility of messages in flight.
+    // Extends the visibility of messages in flight, until the last one is deleted
+    // (also while the pipeline drains after a stop).
+    let (ext_done_tx, ext_done_rx) = watch::channel(false);
     let extender = {
         let sqs = sqs.clone();
         let inflight = inflight.clone();
         let queue = queue.clone();
         let stats = stats.clone();
-        let mut stop = stop.clone();
+        let mut done = ext_done_rx;
         tokio::spawn(async move {
             // Renew when less than half the timeout is left, checking four times per
             // timeout: at least a quarter of it is always left as margin.
@@ -168,7 +170,7 @@ pub async fn run(
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(tick) => {}
-                    _ = stop.changed() => break,
+                    _ = done.changed() => break,
                 }
                 let due: Vec<(u64, String)> = match inflight.lock() {
                     Ok(m) => m
@@ -355,10 +357,11 @@ pub async fn run(
     }
     drop(done_tx);
     drop(tx);
-    extender.abort();
     // Acknowledgements still arrive while the pipeline drains; the deleter ends when
     // the last one is fired or dropped.
     let _ = deleter.await;
+    let _ = ext_done_tx.send(true);
+    let _ = extender.await;
     Ok(())
 }
 

@@ -421,7 +421,9 @@ async fn run_one(
                 let (first, last) = filters.days.unwrap_or((today - 1, today));
                 filters.days = Some((first.max(today - 1), last.max(today)));
                 if let Some((_, until)) = filters.range.filter(|(_, u)| *u != i64::MAX) {
-                    let end = until.saturating_add(3_600_000_000).div_euclid(86_400_000_000);
+                    let end = until
+                        .saturating_add(3_600_000_000)
+                        .div_euclid(86_400_000_000);
                     filters.days = filters.days.map(|(a, b)| (a, b.min(end)));
                 }
             }

@@ -177,6 +177,18 @@ pub fn parse_size(s: &str) -> Option<usize> {
     n.checked_mul(mult)
 }
 
+/// An optional duration field: `None` when absent, an error naming `key` when the
+/// value is not a duration.
+pub fn duration_field(key: &str, v: Option<&str>) -> Result<Option<Duration>, String> {
+    v.map(|s| parse_duration(s).ok_or_else(|| format!("{key}: {s:?} is not a duration")))
+        .transpose()
+}
+
+/// A duration field with its default.
+pub fn duration_or(key: &str, v: Option<&str>, default: Duration) -> Result<Duration, String> {
+    Ok(duration_field(key, v)?.unwrap_or(default))
+}
+
 /// A duration: `60s`, `5m`, `1h`, `500ms`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     humantime::parse_duration(s.trim()).ok()

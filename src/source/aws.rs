@@ -87,12 +87,7 @@ pub enum ConnectionRef {
 pub struct ConnectionError(pub String);
 
 fn duration(key: &str, v: &Option<String>) -> Result<Option<Duration>, ConnectionError> {
-    v.as_deref()
-        .map(|s| {
-            crate::config::parse_duration(s)
-                .ok_or_else(|| ConnectionError(format!("{key}: {s:?} is not a duration")))
-        })
-        .transpose()
+    crate::config::duration_field(key, v.as_deref()).map_err(ConnectionError)
 }
 
 impl Connection {

@@ -96,11 +96,7 @@ impl CloudWatchConfig {
             ("api_sleep", &self.api_sleep),
             ("lookback", &self.lookback),
         ] {
-            if let Some(s) = v
-                && crate::config::parse_duration(s).is_none()
-            {
-                return Err(format!("{k}: {s:?} is not a duration"));
-            }
+            crate::config::duration_field(k, v.as_deref())?;
         }
         Ok(())
     }
@@ -125,12 +121,6 @@ impl CloudWatchCheckpoint {
             self.seen.retain(|_, ts| *ts >= floor);
         }
     }
-}
-
-fn dur(v: &Option<String>, default: Duration) -> Duration {
-    v.as_deref()
-        .and_then(crate::config::parse_duration)
-        .unwrap_or(default)
 }
 
 /// Counters.
@@ -185,10 +175,27 @@ pub async fn run(
     if let Ok(mut s) = shared.lock() {
         s.0 = cp.clone();
     }
-    let scan_every = dur(&cfg.scan_frequency, Duration::from_secs(60));
-    let sleep = dur(&cfg.api_sleep, Duration::from_millis(200));
-    let timeout = dur(&cfg.api_timeout, Duration::from_secs(120));
-    let lookback_ms = dur(&cfg.lookback, Duration::from_secs(15 * 60)).as_millis() as i64;
+    let scan_every = crate::config::duration_or(
+        "scan_frequency",
+        cfg.scan_frequency.as_deref(),
+        Duration::from_secs(60),
+    )?;
+    let sleep = crate::config::duration_or(
+        "api_sleep",
+        cfg.api_sleep.as_deref(),
+        Duration::from_millis(200),
+    )?;
+    let timeout = crate::config::duration_or(
+        "api_timeout",
+        cfg.api_timeout.as_deref(),
+        Duration::from_secs(120),
+    )?;
+    let lookback_ms = crate::config::duration_or(
+        "lookback",
+        cfg.lookback.as_deref(),
+        Duration::from_secs(15 * 60),
+    )?
+    .as_millis() as i64;
     // What the next scan starts from (moves ahead of the acknowledged checkpoint).
     let mut cursor = cp;
     let save = |shared: &Shared| save(shared, &name, &checkpoints);

@@ -588,11 +588,11 @@ async fn fetch(reader: &S3Reader, key: &str) -> Result<Vec<u8>, String> {
 
 /// The poll interval of a followed source (default 1m).
 pub fn poll_interval(cfg: &S3Config) -> Result<Duration, String> {
-    match &cfg.poll_interval {
-        None => Ok(Duration::from_secs(60)),
-        Some(s) => crate::config::parse_duration(s)
-            .ok_or_else(|| format!("poll_interval: {s:?} is not a duration")),
-    }
+    crate::config::duration_or(
+        "poll_interval",
+        cfg.poll_interval.as_deref(),
+        Duration::from_secs(60),
+    )
 }
 
 /// `s3://bucket/prefix/` → bucket and the config it implies. A prefix that runs into

@@ -75,14 +75,6 @@ pub struct SqsStats {
     pub visibility_extended: AtomicU64,
 }
 
-fn dur(key: &str, v: &Option<String>, default: Duration) -> Result<Duration, String> {
-    match v {
-        None => Ok(default),
-        Some(s) => crate::config::parse_duration(s)
-            .ok_or_else(|| format!("{key}: {s:?} is not a duration")),
-    }
-}
-
 struct InFlight {
     receipt: String,
     deadline: Instant,
@@ -118,11 +110,15 @@ pub async fn run(
     dead_letter: Option<PathBuf>,
     stats: Arc<SqsStats>,
 ) -> Result<(), String> {
-    let wait =
-        dur("wait_time", &cfg.wait_time, Duration::from_secs(20))?.min(Duration::from_secs(20));
-    let visibility = dur(
+    let wait = crate::config::duration_or(
+        "wait_time",
+        cfg.wait_time.as_deref(),
+        Duration::from_secs(20),
+    )?
+    .min(Duration::from_secs(20));
+    let visibility = crate::config::duration_or(
         "visibility_timeout",
-        &cfg.visibility_timeout,
+        cfg.visibility_timeout.as_deref(),
         Duration::from_secs(300),
     )?
     .max(Duration::from_secs(2));

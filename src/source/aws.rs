@@ -225,16 +225,6 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-/// True for "not found" service errors (a missing object or queue).
-pub fn is_not_found<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> bool
-where
-    E: aws_sdk_s3::error::ProvideErrorMetadata,
-{
-    e.as_service_error()
-        .and_then(|s| s.code())
-        .is_some_and(|c| c == "NoSuchKey" || c == "NotFound" || c == "NoSuchBucket")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

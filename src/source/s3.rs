@@ -561,23 +561,33 @@ pub async fn pass(
     listed
 }
 
-async fn fetch(reader: &S3Reader, key: &str) -> Result<Vec<u8>, String> {
-    let r = reader
-        .client
+/// One object's bytes (GetObject, body read whole); the error is one line.
+pub async fn get_object(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Vec<u8>, String> {
+    let r = client
         .get_object()
-        .bucket(&reader.bucket)
+        .bucket(bucket)
         .key(key)
         .send()
         .await
-        .map_err(|e| {
+        .map_err(|e| describe(&e))?;
+    let body = r
+        .body
+        .collect()
+        .await
+        .map_err(|e| format!("reading the object: {e}"))?;
+    Ok(body.into_bytes().to_vec())
+}
+
+async fn fetch(reader: &S3Reader, key: &str) -> Result<Vec<u8>, String> {
+    let bytes = get_object(&reader.client, &reader.bucket, key)
+        .await
+        .inspect_err(|_| {
             reader.stats.objects_failed.fetch_add(1, Ordering::Relaxed);
-            describe(&e)
         })?;
-    let body = r.body.collect().await.map_err(|e| {
-        reader.stats.objects_failed.fetch_add(1, Ordering::Relaxed);
-        format!("reading the object: {e}")
-    })?;
-    let bytes = body.into_bytes().to_vec();
     reader.stats.objects_fetched.fetch_add(1, Ordering::Relaxed);
     reader
         .stats

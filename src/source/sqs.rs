@@ -17,7 +17,6 @@
 //! above the policy's count.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,6 +29,9 @@ use tokio::sync::{mpsc, watch};
 use super::aws::{ConnectionRef, describe};
 use super::notification::{self, Notification};
 use super::{Ack, Arrival};
+use crate::decode::Position;
+use crate::sink::dead_letter;
+use crate::sink::rendered::Rendered;
 
 /// `sources: - sqs: {…}`
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -129,7 +131,7 @@ pub async fn run(
     let inflight: Arc<Mutex<HashMap<u64, InFlight>>> = Arc::default();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<u64>();
     let mut next_id = 0u64;
-    let dl = Arc::new(Mutex::new(DeadLetters::new(dead_letter, &queue)));
+    let dl = DeadLetters::new(dead_letter, &queue);
 
     // Deletes acknowledged messages.
     let deleter = {
@@ -317,7 +319,7 @@ pub async fn run(
                 .map(|(p, o)| {
                     let s3 = s3c.clone();
                     async move {
-                        let r = get(&s3, &o.bucket, &o.key).await;
+                        let r = super::s3::get_object(&s3, &o.bucket, &o.key).await;
                         (p, o, r)
                     }
                 })
@@ -361,22 +363,6 @@ pub async fn run(
     Ok(())
 }
 
-async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
-    let r = s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| describe(&e))?;
-    let b = r
-        .body
-        .collect()
-        .await
-        .map_err(|e| format!("reading the object: {e}"))?;
-    Ok(b.into_bytes().to_vec())
-}
-
 async fn delete(sqs: &aws_sdk_sqs::Client, queue: &str, receipt: &str, stats: &SqsStats) {
     match sqs
         .delete_message()
@@ -417,34 +403,25 @@ impl DeadLetters {
         {
             std::fs::create_dir_all(dir)?;
         }
-        let max = crate::sink::dead_letter::MAX_RAW;
-        let mut cut = body.len().min(max);
-        while !body.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let line = serde_json::json!({
-            "schema": "trailhound.dead_letter/1",
-            "input": format!("sqs:{}#{msg_id}", self.queue),
-            "record_index": 0,
-            "line": 1,
-            "byte_offset": 0,
-            "reason": reason,
-            "raw": &body[..cut],
-            "raw_len": body.len(),
-            "truncated": cut < body.len(),
-        });
+        // The message is the one "record" of its input: the same shape and limits as
+        // the run's record dead letters.
+        let input = serde_json::to_string(&format!("sqs:{}#{msg_id}", self.queue))
+            .map_err(std::io::Error::other)?;
+        let mut line = Rendered::default();
+        let pos = Position { offset: 0, line: 1 };
+        let raw = body.as_bytes();
+        dead_letter::render(&mut line, &input, pos, 0, reason, raw, raw.len() as u64);
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)?;
-        writeln!(f, "{line}")?;
+        line.write_to(&mut f, 0)?;
         f.sync_data()
     }
 }
 
-fn dead(dl: &Mutex<DeadLetters>, msg_id: &str, reason: &str, body: &str, stats: &SqsStats) {
+fn dead(d: &DeadLetters, msg_id: &str, reason: &str, body: &str, stats: &SqsStats) {
     stats.messages_dead_lettered.fetch_add(1, Ordering::Relaxed);
-    let Ok(d) = dl.lock() else { return };
     tracing::warn!(queue = %d.queue, message_id = msg_id, "message dead-lettered: {reason}");
     if let Err(e) = d.write(msg_id, reason, body) {
         tracing::error!(queue = %d.queue, "dead-letter file: {e}");

@@ -74,33 +74,8 @@ for key, path in json.load(open(sys.argv[2])):
 /// metadata. Each test then sets what it needs.
 fn trailhound(dir: &Path) -> Command {
     let mut c = Command::new(common::BIN);
-    for k in [
-        "AWS_PROFILE",
-        "AWS_DEFAULT_PROFILE",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_CONFIG_FILE",
-        "AWS_SHARED_CREDENTIALS_FILE",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_S3",
-        "AWS_ROLE_ARN",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        "RUST_LOG",
-    ] {
-        c.env_remove(k);
-    }
-    c.env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", dir.join("no-such-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.join("no-such-credentials"),
-        )
-        .stdin(Stdio::null());
+    common::moto::clean_aws_env(&mut c, dir);
+    c.stdin(Stdio::null());
     c
 }
 

@@ -55,15 +55,7 @@ fn fill(moto: &Moto, bucket: &str, extra: &[&str]) -> Manifest {
 /// `trailhound` with the emulator's credentials and nothing from the user's AWS setup.
 fn trailhound(moto: &Moto) -> Command {
     let mut c = Command::new(common::BIN);
-    for k in [
-        "AWS_PROFILE",
-        "AWS_SESSION_TOKEN",
-        "AWS_ENDPOINT_URL",
-        "AWS_ROLE_ARN",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-    ] {
-        c.env_remove(k);
-    }
+    common::moto::clean_aws_env(&mut c, moto.dir());
     c.envs(moto.client_env()).env_remove("AWS_ENDPOINT_URL");
     c
 }

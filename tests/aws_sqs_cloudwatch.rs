@@ -71,32 +71,6 @@ fn s3_event_record(event_name: &str, bucket: &str, encoded_key: &str) -> Value {
     })
 }
 
-/// The environment of every child `trailhound`: nothing of the user's AWS setup.
-fn clean_aws_env(cmd: &mut Command, dir: &Path) {
-    for k in [
-        "AWS_PROFILE",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_CONFIG_FILE",
-        "AWS_SHARED_CREDENTIALS_FILE",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_ENDPOINT_URL",
-        "AWS_ROLE_ARN",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "RUST_LOG",
-    ] {
-        cmd.env_remove(k);
-    }
-    cmd.env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.join("no-aws-credentials"),
-        );
-}
-
 /// A running `trailhound run`, its stdout and stderr going to files.
 struct Daemon {
     child: Option<Child>,
@@ -120,7 +94,7 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).expect("stdout file"))
             .stderr(std::fs::File::create(&stderr).expect("stderr file"));
-        clean_aws_env(&mut cmd, dir);
+        common::moto::clean_aws_env(&mut cmd, dir);
         let child = cmd.spawn().expect("start trailhound run");
         Daemon {
             child: Some(child),

@@ -457,10 +457,6 @@ async fn run_one(
                     ))
                 })
             });
-            if !opts.follow {
-                // `detect` has no SQS inputs; a queue is read until stopped.
-                tracing::info!(source = %name, "reading the queue until stopped");
-            }
             sqs::run(c, client, s3c, tx, stop.clone(), dl, stats.clone()).await?;
             Ok(Box::new(move || {
                 let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -497,7 +493,6 @@ async fn run_one(
                 shared.clone(),
             )
             .await?;
-            let _ = stop.borrow_and_update();
             let name = name.to_string();
             Ok(Box::new(move || {
                 cloudwatch::save(&shared, &name, &checkpoints);

@@ -302,6 +302,15 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
         };
         for s in &live_sources {
             tracing::info!(source = %s.name(), kind = s.kind(), "starting source");
+            if let crate::source::live::SourceConfig::Kafka(k) = s {
+                for w in crate::source::kafka::partitioning_warnings(
+                    &pack,
+                    &s.name(),
+                    k.key_field.as_deref(),
+                ) {
+                    tracing::warn!("{w}");
+                }
+            }
         }
         let connections = std::mem::take(&mut file.connections);
         let mut l = crate::source::live::start(live_sources, connections, opts, shutdown.clone())
@@ -382,10 +391,8 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
         .dead_letter
         .clone()
         .or_else(|| file.dead_letter.as_ref().map(|d| d.path.clone()));
-    let out = Output::new(
-        Box::new(io::BufWriter::with_capacity(256 * 1024, io::stdout())),
-        dead_letter.as_deref(),
-    )?;
+    let sinks = sink_configs(args, std::mem::take(&mut file.sinks)).map_err(&config_err)?;
+    let out = Output::open(&sinks, dead_letter.as_deref(), shutdown.clone())?;
     let archive_cfg = file.archive.as_ref();
     let archive_root = args
         .archive
@@ -502,6 +509,51 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
         return Ok(exit::FINDINGS_OR_FAILURES);
     }
     Ok(exit::OK)
+}
+
+/// The findings sinks: `--kafka-brokers/--kafka-topic` (plus stdout with `--stdout`)
+/// replace the config's `sinks:`; no sinks at all means stdout.
+fn sink_configs(
+    args: &DetectArgs,
+    from_file: Vec<crate::sink::SinkConfig>,
+) -> Result<Vec<crate::sink::SinkConfig>, String> {
+    use crate::sink::{SinkConfig, StdoutConfig};
+    let mut sinks = match (&args.kafka_brokers, &args.kafka_topic) {
+        (Some(brokers), Some(topic)) => {
+            if !from_file.is_empty() {
+                tracing::info!("--kafka-brokers given: the config's sinks are not used");
+            }
+            let mut rdkafka_options = std::collections::BTreeMap::new();
+            for kv in &args.kafka_option {
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| format!("--kafka-option {kv:?}: expected KEY=VALUE"))?;
+                rdkafka_options.insert(
+                    k.trim().to_string(),
+                    crate::kafka::OptionValue::Text(v.to_string()),
+                );
+            }
+            vec![SinkConfig::Kafka(Box::new(
+                crate::sink::kafka::KafkaSinkConfig {
+                    name: None,
+                    route: None,
+                    format: None,
+                    brokers: crate::kafka::Brokers::One(brokers.clone()),
+                    topic: topic.clone(),
+                    key: args.kafka_key.clone(),
+                    compression: None,
+                    delivery_timeout: None,
+                    rdkafka_options,
+                },
+            ))]
+        }
+        _ => from_file,
+    };
+    let has_stdout = sinks.iter().any(|s| matches!(s, SinkConfig::Stdout(_)));
+    if sinks.is_empty() || (args.stdout && !has_stdout) {
+        sinks.push(SinkConfig::Stdout(StdoutConfig::default()));
+    }
+    Ok(sinks)
 }
 
 fn rule_set(args: &RuleSetArgs) -> LoadOptions {

@@ -167,6 +167,23 @@ pub struct DetectArgs {
     /// Only run rules at or above this level.
     #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
     pub min_level: Option<Level>,
+    /// Send findings to these Kafka brokers (with --kafka-topic) instead of stdout;
+    /// replaces the config's `sinks:`.
+    #[arg(long, value_name = "HOST:PORT,…", requires = "kafka_topic")]
+    pub kafka_brokers: Option<String>,
+    /// The Kafka topic for findings.
+    #[arg(long, value_name = "TOPIC", requires = "kafka_brokers")]
+    pub kafka_topic: Option<String>,
+    /// Message key template over the finding (default "{id}").
+    #[arg(long, value_name = "TEMPLATE", requires = "kafka_brokers")]
+    pub kafka_key: Option<String>,
+    /// A librdkafka property for the Kafka sink (repeatable), e.g.
+    /// security.protocol=SASL_SSL.
+    #[arg(long, value_name = "KEY=VALUE", requires = "kafka_brokers")]
+    pub kafka_option: Vec<String>,
+    /// Write findings to stdout as well as to the Kafka or configured sinks.
+    #[arg(long)]
+    pub stdout: bool,
     /// Write malformed records to this file (NDJSON, with reason and position).
     #[arg(long, value_name = "FILE")]
     pub dead_letter: Option<PathBuf>,

@@ -129,7 +129,10 @@ pub struct ConfigFile {
     /// `sources:` — what `trailhound run` reads.
     #[serde(default)]
     pub sources: Vec<crate::source::live::SourceConfig>,
-    /// `state_dir:` — checkpoints (and SQS dead letters by default).
+    /// `sinks:` — where findings go (default: stdout).
+    #[serde(default)]
+    pub sinks: Vec<crate::sink::SinkConfig>,
+    /// `state_dir:` — checkpoints, the instance id (and SQS dead letters by default).
     pub state_dir: Option<PathBuf>,
     /// Every other section, reported as not acted on.
     #[serde(flatten)]
@@ -137,7 +140,7 @@ pub struct ConfigFile {
 }
 
 /// Sections of the documented skeleton that later versions act on.
-const KNOWN_LATER: &[&str] = &["sinks", "metrics", "enrich"];
+const KNOWN_LATER: &[&str] = &["metrics", "enrich"];
 
 /// Replaces `${NAME}` with the environment variable `NAME`.
 pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
@@ -281,6 +284,17 @@ impl ConfigFile {
                     format!(
                         "sources[{i}]: a second source named {name:?} (names must be unique: they key checkpoints and tp_partition)"
                     ),
+                ));
+            }
+        }
+        let mut sink_names = std::collections::BTreeSet::new();
+        for (i, sink) in cfg.sinks.iter().enumerate() {
+            sink.validate(i).map_err(|e| fail(None, e.to_string()))?;
+            let name = sink.name();
+            if !sink_names.insert(name.clone()) {
+                return Err(fail(
+                    None,
+                    format!("sinks[{i}]: a second sink named {name:?} (give each a `name:`)"),
                 ));
             }
         }

@@ -142,6 +142,7 @@ pub fn render_event(b: &mut Vec<u8>, root: Value<'_, '_>, k: &KnownPaths) {
 pub fn render(
     out: &mut Rendered,
     rule: &CompiledRule,
+    rule_index: u32,
     root: Value<'_, '_>,
     raw: &[u8],
     pos: Position,
@@ -182,7 +183,7 @@ pub fn render(
         write_selected(b, root, path);
     }
     b.extend_from_slice(b"},\"suppressed\":0}\n");
-    out.end(rel_index);
+    out.end_rule(rel_index, rule_index);
 }
 
 #[cfg(test)]

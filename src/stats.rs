@@ -96,6 +96,8 @@ pub struct RunSummary {
     pub state: Option<crate::state::StageStats>,
     /// What each live source did (`run`, `detect s3://…`).
     pub sources: Vec<crate::source::live::SourceReport>,
+    /// What each findings sink delivered.
+    pub sinks: Vec<crate::sink::SinkReport>,
     /// Record accounting per live source.
     pub by_source: std::collections::BTreeMap<std::sync::Arc<str>, SourceTotals>,
 }
@@ -229,6 +231,13 @@ impl RunSummary {
                     "counters": r.stats,
                 })
             }).collect::<Vec<_>>(),
+            "sinks": self.sinks.iter().map(|r| serde_json::json!({
+                "name": r.name,
+                "kind": r.kind,
+                "findings": r.findings,
+                "delivered": r.delivered,
+                "error": r.error,
+            })).collect::<Vec<_>>(),
             "state": self.state.as_ref().map(|s| serde_json::json!({
                 "findings_suppressed": s.findings_suppressed,
                 "dedup_evicted": s.dedup_evicted,

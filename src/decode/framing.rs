@@ -97,6 +97,33 @@ pub fn frame<H: FrameHandler>(
         handler,
         cursor_at: 0,
         cursor_line: base.line,
+        fixed_line: false,
+    };
+    match mode {
+        Mode::Lines => f.lines(),
+        Mode::Document => f.values(0, buf.len()),
+    }
+}
+
+/// Frames one queue message (decompressed): like [`frame`] with the mode detected from
+/// the message, but every value's `line` is `line`, the message's offset in its
+/// partition, and `offset` counts bytes from the start of the message.
+pub fn frame_message<H: FrameHandler>(
+    buf: &[u8],
+    line: u64,
+    max_record_bytes: usize,
+    handler: &mut H,
+) {
+    let mode = detect_mode(buf);
+    let mut f = Framer {
+        buf,
+        base: Position { offset: 0, line },
+        mode,
+        max: max_record_bytes,
+        handler,
+        cursor_at: 0,
+        cursor_line: line,
+        fixed_line: true,
     };
     match mode {
         Mode::Lines => f.lines(),
@@ -112,6 +139,8 @@ struct Framer<'a, H> {
     handler: &'a mut H,
     cursor_at: usize,
     cursor_line: u64,
+    /// Every position has the base's line (a message's offset), see [`frame_message`].
+    fixed_line: bool,
 }
 
 impl<H: FrameHandler> Framer<'_, H> {
@@ -121,6 +150,12 @@ impl<H: FrameHandler> Framer<'_, H> {
 
     /// Position of `buf[i]`; line numbers are counted forward from the last query.
     fn pos(&mut self, i: usize) -> Position {
+        if self.fixed_line {
+            return Position {
+                offset: self.base.offset + i as u64,
+                line: self.base.line,
+            };
+        }
         if i < self.cursor_at {
             self.cursor_at = 0;
             self.cursor_line = self.base.line;
@@ -156,7 +191,9 @@ impl<H: FrameHandler> Framer<'_, H> {
                 self.line(s, e);
             }
             start = nl + 1;
-            line += 1;
+            if !self.fixed_line {
+                line += 1;
+            }
         }
     }
 

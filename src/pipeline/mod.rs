@@ -143,6 +143,13 @@ enum Work {
         body: Option<Vec<u8>>,
         ack: Option<Ack>,
     },
+    /// A batch of queue messages of one partition, each decoded and framed on its own.
+    Messages {
+        seq: u64,
+        input: Arc<Input>,
+        messages: Vec<crate::source::Message>,
+        ack: Option<Ack>,
+    },
     /// A decompressed chunk of a stream, cut at a line boundary.
     Chunk {
         seq: u64,
@@ -331,6 +338,7 @@ pub fn run(
         let _ = permit_tx.send(());
     }
     let feed = feed.into();
+    output.bind(&pack);
     let known = Arc::new(KnownPaths::new());
     let keep_dead = output.keeps_dead_letters();
 
@@ -437,6 +445,8 @@ pub fn run(
                         shutdown.store(true, Ordering::Relaxed);
                     }
                     if writing {
+                        // Kafka sinks hold their parts until their deliveries catch up.
+                        let ack = output.hold(ack);
                         if archiving {
                             let _ = archive_tx.send(ArchiveMsg::Ack(ack));
                         } else {
@@ -450,8 +460,8 @@ pub fn run(
         if let Some(st) = stage.as_mut() {
             st.finish(&mut emit);
             if writing
-                && !emit.is_empty()
-                && let Err(e) = output.write_raw(&emit.buf)
+                && !emit.buf.is_empty()
+                && let Err(e) = output.write_emit(&emit)
             {
                 sink_error = Some(e);
             }
@@ -478,7 +488,12 @@ pub fn run(
     }
 
     if sink_error.is_none() {
-        output.flush()?;
+        // Files fsynced, Kafka deliveries awaited (their held acks fire meanwhile).
+        match output.finish() {
+            Ok(reports) => summary.sinks = reports,
+            Err(SinkError::Closed) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     summary.elapsed = start.elapsed();
     summary.interrupted = shutdown.load(Ordering::Relaxed);
@@ -558,7 +573,7 @@ fn write_done(
 ) -> Result<(), SinkError> {
     match emit {
         // The stage wrote the unit's surviving findings and its own into `emit`.
-        Some(e) => out.write_raw(&e.buf)?,
+        Some(e) => out.write_emit(e)?,
         None => out.write_findings(&d.findings, cur.records)?,
     }
     out.write_dead_letters(&d.dead, cur.records)?;

@@ -84,6 +84,15 @@ impl Reader {
         if let Some(e) = a.error {
             return self.end(&input, 0, Some(InputFailure::io(e)), None);
         }
+        if !a.messages.is_empty() {
+            let seq = self.next_seq();
+            return self.send(Work::Messages {
+                seq,
+                input,
+                messages: a.messages,
+                ack,
+            });
+        }
         match a.body {
             Some(bytes) if bytes.len() as u64 <= WHOLE_FILE_MAX => {
                 let seq = self.next_seq();

@@ -12,14 +12,15 @@ use simd_json::tape::Value;
 use super::{Done, InputFailure, Note, PipelineConfig, Work};
 use crate::archive::{self, RowMeta};
 use crate::decode::{
-    Candidate, FrameHandler, GzipError, Mode, Position, detect_mode, frame, gunzip_into, is_gzip,
+    Candidate, FrameHandler, GzipError, Mode, Position, detect_mode, frame, frame_message,
+    gunzip_into, is_gzip,
 };
 use crate::event::path::{self, object_get};
 use crate::event::{KnownPaths, RecordParser, looks_like_record};
 use crate::finding::{self, FindingContext};
 use crate::rules::RulePack;
 use crate::sink::dead_letter;
-use crate::source::{Input, InputKind};
+use crate::source::{Input, InputKind, Message};
 use crate::state::{self, FindingMeta, KeyHasher, RecordKey};
 
 /// Notes kept per unit for the stderr warnings (the sink shows 10 per input).
@@ -77,6 +78,16 @@ impl Worker {
                 ack,
             } => {
                 let mut done = self.file(seq, input, body);
+                done.ack = ack;
+                done
+            }
+            Work::Messages {
+                seq,
+                input,
+                messages,
+                ack,
+            } => {
+                let mut done = self.messages(seq, input, &messages);
                 done.ack = ack;
                 done
             }
@@ -166,6 +177,48 @@ impl Worker {
         shrink(&mut raw);
         self.file_buf = raw;
         done.end = Some((bytes_in, failure));
+        done
+    }
+
+    /// A batch of queue messages: each is inflated when gzip and framed on its own, its
+    /// records positioned by the message's offset (`line`) and the byte offset inside it.
+    fn messages(&mut self, seq: u64, input: Arc<Input>, messages: &[Message]) -> Done {
+        let mut done = Done::new(seq, input);
+        let max = self.cfg.max_record_bytes;
+        let mut bytes_in = 0u64;
+        let mut inflated = std::mem::take(&mut self.inflated);
+        for m in messages {
+            bytes_in += m.payload.len() as u64;
+            let line = u64::try_from(m.offset).unwrap_or(0);
+            let pos = Position { offset: 0, line };
+            if m.payload.iter().all(|b| b.is_ascii_whitespace()) {
+                // A tombstone or an empty message holds no record.
+                done.counters.documents_skipped += 1;
+                continue;
+            }
+            if !is_gzip(&m.payload) {
+                done.counters.bytes_decoded += m.payload.len() as u64;
+                let mut h = self.handler(&mut done);
+                frame_message(&m.payload, line, max, &mut h);
+                continue;
+            }
+            inflated.clear();
+            let res = gunzip_into(&m.payload, &mut inflated, self.cfg.max_inflated_bytes);
+            done.counters.bytes_decoded += inflated.len() as u64;
+            let mut h = self.handler(&mut done);
+            if !matches!(res, Err(GzipError::TooLarge { .. })) {
+                frame_message(&inflated, line, max, &mut h);
+            }
+            if let Err(e) = res {
+                // The message's bytes are kept whole in the dead letter; the complete
+                // records before the damage were processed.
+                let len = m.payload.len() as u64;
+                h.eval.dead(&m.payload, pos, format!("message: {e}"), len);
+            }
+        }
+        shrink(&mut inflated);
+        self.inflated = inflated;
+        done.end = Some((bytes_in, None));
         done
     }
 
@@ -358,7 +411,7 @@ impl Eval<'_> {
         for &h in self.hits.iter() {
             let rule = &self.pack.rules()[h as usize];
             if !self.pack.is_silent(h) {
-                finding::render(&mut self.done.findings, rule, root, raw, pos, rel, &ctx);
+                finding::render(&mut self.done.findings, rule, h, root, raw, pos, rel, &ctx);
                 self.done.counters.add_finding(h);
                 if st.on {
                     let suppress = rule.suppress.as_ref().map(|s| {
@@ -461,6 +514,31 @@ impl Eval<'_> {
     }
 }
 
+impl Eval<'_> {
+    /// An EventBridge event whose `detail` is a CloudTrail record (`"detail-type":
+    /// "AWS API Call via CloudTrail"` and its siblings): the record is `detail`, its raw
+    /// bytes the member's bytes in the envelope.
+    fn eventbridge(&mut self, nested: &mut RecordParser, bytes: &[u8], pos: Position) {
+        let open = crate::decode::scan::skip_ws(bytes, 0);
+        let range = match crate::decode::scan::find_member(bytes, open, b"detail") {
+            Ok((Some(r), _)) => r,
+            _ => {
+                self.done.counters.documents_skipped += 1;
+                return;
+            }
+        };
+        let raw = &bytes[range.clone()];
+        let pos = Position {
+            offset: pos.offset + range.start as u64,
+            line: pos.line,
+        };
+        nested.parse(raw, |res| match res {
+            Ok(r) => self.record(r, raw, pos),
+            Err(e) => self.dead(raw, pos, e.to_string(), raw.len() as u64),
+        });
+    }
+}
+
 impl FrameHandler for Handler<'_> {
     fn candidate(&mut self, bytes: &[u8], pos: Position) -> Candidate {
         let eval = &mut self.eval;
@@ -476,6 +554,12 @@ impl FrameHandler for Handler<'_> {
                     == Some("DATA_MESSAGE")
                 {
                     eval.cloudwatch(nested, root, pos);
+                } else if object_get(root, "detail-type")
+                    .and_then(path::as_str)
+                    .is_some()
+                    && object_get(root, "detail").is_some_and(looks_like_record)
+                {
+                    eval.eventbridge(nested, bytes, pos);
                 } else {
                     eval.done.counters.documents_skipped += 1;
                 }

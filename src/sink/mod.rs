@@ -10,15 +10,36 @@
 //!
 //! **Decision.** Workers render JSON, the single sink thread only copies bytes: output
 //! formatting is the most expensive per-finding step and runs in parallel that way.
+//!
+//! **Several sinks.** `sinks:` lists any number of stdout, [`file`] and [`kafka`] sinks,
+//! each with an optional [`route`]; every finding goes to each sink whose route takes
+//! its rule. With one unrouted stdout sink (the default) batches are copied whole.
+//!
+//! **Delivery.** An input's acknowledgement passes through [`Output::hold`]: writers
+//! (stdout, files) are flushed to the operating system first; each Kafka sink holds a
+//! part of it until the findings produced before it are confirmed by the broker. Only
+//! when every part has fired does the source let go of the input.
 
 pub mod dead_letter;
+pub mod file;
+pub mod kafka;
 pub mod rendered;
+pub mod route;
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
+use serde::Deserialize;
+
+use crate::rules::RulePack;
+use crate::source::Ack;
+use crate::state::Emit;
 use rendered::Rendered;
+use route::Route;
 
 /// Why a sink stopped.
 #[derive(Debug, thiserror::Error)]
@@ -37,21 +58,309 @@ pub enum SinkError {
         /// The error.
         source: io::Error,
     },
+    /// A findings file cannot be written.
+    #[error("sink {name}: findings file {path}: {source}")]
+    File {
+        /// The sink.
+        name: String,
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// A Kafka sink failed.
+    #[error("sink {name}: {message}")]
+    Kafka {
+        /// The sink.
+        name: String,
+        /// What happened.
+        message: String,
+    },
+    /// A sink's configuration is not usable.
+    #[error("sinks[{index}] ({kind}): {message}")]
+    Config {
+        /// Position in `sinks:`.
+        index: usize,
+        /// The sink's kind.
+        kind: &'static str,
+        /// What is wrong.
+        message: String,
+    },
 }
 
-/// Findings to stdout (or any writer), dead letters to an optional file.
+/// `sinks: - stdout: {...}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutConfig {
+    /// The sink's name (default `stdout`).
+    pub name: Option<String>,
+    /// Which findings it takes.
+    pub route: Option<Route>,
+    /// Finding format (`native`).
+    pub format: Option<String>,
+}
+
+/// One entry of `sinks:`, a mapping with one key, its kind.
+#[derive(Debug, Clone)]
+pub enum SinkConfig {
+    /// Findings to stdout.
+    Stdout(StdoutConfig),
+    /// Findings to a rotating file.
+    File(file::FileConfig),
+    /// Findings to a Kafka topic.
+    Kafka(Box<kafka::KafkaSinkConfig>),
+}
+
+impl<'de> Deserialize<'de> for SinkConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let map = BTreeMap::<String, serde_yaml_ng::Value>::deserialize(d)?;
+        if map.len() != 1 {
+            return Err(D::Error::custom(format!(
+                "a sink is a mapping with one key, its kind (stdout, file, kafka); found {}",
+                if map.is_empty() {
+                    "none".to_string()
+                } else {
+                    map.keys().cloned().collect::<Vec<_>>().join(", ")
+                }
+            )));
+        }
+        let Some((kind, body)) = map.into_iter().next() else {
+            return Err(D::Error::custom("empty sink"));
+        };
+        let body = if body.is_null() {
+            serde_yaml_ng::Value::Mapping(Default::default())
+        } else {
+            body
+        };
+        let e = |err: serde_yaml_ng::Error| D::Error::custom(format!("{kind}: {err}"));
+        Ok(match kind.as_str() {
+            "stdout" => SinkConfig::Stdout(serde_yaml_ng::from_value(body).map_err(e)?),
+            "file" => SinkConfig::File(serde_yaml_ng::from_value(body).map_err(e)?),
+            "kafka" => SinkConfig::Kafka(Box::new(serde_yaml_ng::from_value(body).map_err(e)?)),
+            other => {
+                return Err(D::Error::custom(format!(
+                    "unknown sink kind {other:?} (stdout, file, kafka)"
+                )));
+            }
+        })
+    }
+}
+
+impl SinkConfig {
+    /// `stdout`, `file`, `kafka`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkConfig::Stdout(_) => "stdout",
+            SinkConfig::File(_) => "file",
+            SinkConfig::Kafka(_) => "kafka",
+        }
+    }
+
+    /// The sink's name (its kind unless `name:` is given).
+    pub fn name(&self) -> String {
+        match self {
+            SinkConfig::Stdout(c) => c.name.clone(),
+            SinkConfig::File(c) => c.name.clone(),
+            SinkConfig::Kafka(c) => c.name.clone(),
+        }
+        .unwrap_or_else(|| self.kind().to_string())
+    }
+
+    fn common(&self) -> (Option<&Route>, Option<&str>) {
+        match self {
+            SinkConfig::Stdout(c) => (c.route.as_ref(), c.format.as_deref()),
+            SinkConfig::File(c) => (c.route.as_ref(), c.format.as_deref()),
+            SinkConfig::Kafka(c) => (c.route.as_ref(), c.format.as_deref()),
+        }
+    }
+
+    /// Checks what can be checked without opening anything.
+    pub fn validate(&self, index: usize) -> Result<(), SinkError> {
+        let fail = |message: String| SinkError::Config {
+            index,
+            kind: self.kind(),
+            message,
+        };
+        let (route, format) = self.common();
+        if let Some(r) = route {
+            r.validate().map_err(|e| fail(e.to_string()))?;
+        }
+        if let Some(f) = format
+            && f != "native"
+        {
+            return Err(fail(format!("format {f:?}: only native is supported")));
+        }
+        match self {
+            SinkConfig::Stdout(_) => {}
+            SinkConfig::File(c) => {
+                if let Some(s) = &c.max_bytes {
+                    crate::config::parse_size(s)
+                        .ok_or_else(|| fail(format!("max_bytes: {s:?} is not a size")))?;
+                }
+                if let Some(s) = &c.max_age {
+                    crate::config::parse_duration(s)
+                        .ok_or_else(|| fail(format!("max_age: {s:?} is not a duration")))?;
+                }
+            }
+            SinkConfig::Kafka(c) => {
+                kafka::KeyTemplate::parse(c.key.as_deref().unwrap_or("{id}")).map_err(fail)?;
+                if c.topic.is_empty() {
+                    return Err(fail("topic is empty".into()));
+                }
+                if c.brokers.bootstrap().is_empty() {
+                    return Err(fail("brokers is empty".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Kind {
+    Stream(Box<dyn Write + Send>),
+    File(file::RotatingFile),
+    Kafka(Box<kafka::KafkaSink>),
+}
+
+/// One sink of a run.
+struct Target {
+    name: String,
+    route: Option<Route>,
+    /// Per rule index: whether this sink takes the rule's findings.
+    takes: Vec<bool>,
+    kind: Kind,
+}
+
+impl Target {
+    fn takes(&self, rule: u32) -> bool {
+        self.takes.get(rule as usize).copied().unwrap_or(true)
+    }
+
+    fn write_line(&mut self, line: &[u8]) -> Result<(), SinkError> {
+        match &mut self.kind {
+            Kind::Stream(w) => w.write_all(line).map_err(stdout_err),
+            Kind::File(f) => f.write_line(line).map_err(|source| SinkError::File {
+                name: self.name.clone(),
+                path: f.path().to_path_buf(),
+                source,
+            }),
+            Kind::Kafka(k) => {
+                let body = line.strip_suffix(b"\n").unwrap_or(line);
+                k.send(body).map_err(|message| SinkError::Kafka {
+                    name: self.name.clone(),
+                    message,
+                })
+            }
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        match &mut self.kind {
+            Kind::Stream(w) => w.flush().map_err(stdout_err),
+            Kind::File(f) => f.flush().map_err(|source| SinkError::File {
+                name: self.name.clone(),
+                path: f.path().to_path_buf(),
+                source,
+            }),
+            Kind::Kafka(k) => match k.failure() {
+                Some(message) => Err(SinkError::Kafka {
+                    name: self.name.clone(),
+                    message,
+                }),
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+/// Delivery counters of the sinks, for the run summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkReport {
+    /// The sink's name.
+    pub name: String,
+    /// `stdout`, `file`, `kafka`.
+    pub kind: &'static str,
+    /// Findings written or handed to the producer.
+    pub findings: u64,
+    /// Kafka: findings the broker confirmed.
+    pub delivered: Option<u64>,
+    /// What failed, if anything.
+    pub error: Option<String>,
+}
+
+/// The findings sinks and the dead-letter file of a run.
 pub struct Output {
-    findings: Box<dyn Write + Send>,
+    targets: Vec<Target>,
+    counts: Vec<u64>,
     dead: Option<(PathBuf, BufWriter<File>)>,
+    /// One unrouted stream: batches are copied whole.
+    simple: bool,
+    line: Vec<u8>,
 }
 
 impl Output {
-    /// Findings to `findings`; dead letters to `dead_letter` when given (created or
-    /// truncated).
+    /// Findings to `findings` (stdout, usually); dead letters to `dead_letter` when
+    /// given (created or truncated).
     pub fn new(
         findings: Box<dyn Write + Send>,
         dead_letter: Option<&Path>,
     ) -> Result<Self, SinkError> {
+        let t = Target {
+            name: "stdout".into(),
+            route: None,
+            takes: Vec::new(),
+            kind: Kind::Stream(findings),
+        };
+        Self::with_targets(vec![t], dead_letter)
+    }
+
+    /// Opens the sinks of `sinks:` (stdout is the process's stdout). `stop` is the
+    /// run's shutdown flag: a Kafka sink waiting on a full queue gives up only once it
+    /// is set.
+    pub fn open(
+        sinks: &[SinkConfig],
+        dead_letter: Option<&Path>,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Self, SinkError> {
+        let mut targets = Vec::with_capacity(sinks.len());
+        for (index, s) in sinks.iter().enumerate() {
+            s.validate(index)?;
+            let fail = |message: String| SinkError::Config {
+                index,
+                kind: s.kind(),
+                message,
+            };
+            let kind = match s {
+                SinkConfig::Stdout(_) => {
+                    Kind::Stream(Box::new(BufWriter::with_capacity(256 * 1024, io::stdout())))
+                }
+                SinkConfig::File(c) => {
+                    let max_bytes = c
+                        .max_bytes
+                        .as_deref()
+                        .and_then(crate::config::parse_size)
+                        .map(|n| n as u64);
+                    let max_age = c.max_age.as_deref().and_then(crate::config::parse_duration);
+                    let f = file::RotatingFile::open(c.path.clone(), max_bytes, max_age, c.keep)
+                        .map_err(|e| fail(format!("{}: {e}", c.path.display())))?;
+                    Kind::File(f)
+                }
+                SinkConfig::Kafka(c) => Kind::Kafka(Box::new(
+                    kafka::KafkaSink::open(c, stop.clone()).map_err(fail)?,
+                )),
+            };
+            targets.push(Target {
+                name: s.name(),
+                route: s.common().0.cloned(),
+                takes: Vec::new(),
+                kind,
+            });
+        }
+        Self::with_targets(targets, dead_letter)
+    }
+
+    fn with_targets(targets: Vec<Target>, dead_letter: Option<&Path>) -> Result<Self, SinkError> {
         let dead = match dead_letter {
             Some(p) => {
                 let f = File::create(p).map_err(|source| SinkError::DeadLetter {
@@ -62,7 +371,23 @@ impl Output {
             }
             None => None,
         };
-        Ok(Output { findings, dead })
+        let simple = targets.len() == 1
+            && targets[0].route.is_none()
+            && matches!(targets[0].kind, Kind::Stream(_));
+        Ok(Output {
+            counts: vec![0; targets.len()],
+            targets,
+            dead,
+            simple,
+            line: Vec::with_capacity(4096),
+        })
+    }
+
+    /// Resolves the routes against the run's rules.
+    pub fn bind(&mut self, pack: &RulePack) {
+        for t in &mut self.targets {
+            t.takes = Route::resolve(t.route.as_ref(), pack);
+        }
     }
 
     /// Whether dead letters are written anywhere (workers skip rendering them if not).
@@ -70,14 +395,52 @@ impl Output {
         self.dead.is_some()
     }
 
-    /// Writes a batch of findings.
-    pub fn write_findings(&mut self, r: &Rendered, base: u64) -> Result<(), SinkError> {
-        r.write_to(&mut self.findings, base).map_err(stdout_err)
+    fn dispatch(&mut self, rule: u32, line: &[u8]) -> Result<(), SinkError> {
+        for (i, t) in self.targets.iter_mut().enumerate() {
+            if t.takes(rule) {
+                self.counts[i] += 1;
+                t.write_line(line)?;
+            }
+        }
+        Ok(())
     }
 
-    /// Writes finished finding lines.
-    pub fn write_raw(&mut self, lines: &[u8]) -> Result<(), SinkError> {
-        self.findings.write_all(lines).map_err(stdout_err)
+    /// Writes a batch of findings.
+    pub fn write_findings(&mut self, r: &Rendered, base: u64) -> Result<(), SinkError> {
+        if self.simple
+            && let Some(t) = self.targets.first_mut()
+            && let Kind::Stream(w) = &mut t.kind
+        {
+            self.counts[0] += r.len() as u64;
+            return r.write_to(w, base).map_err(stdout_err);
+        }
+        let mut line = std::mem::take(&mut self.line);
+        let mut res = Ok(());
+        for i in 0..r.len() {
+            line.clear();
+            r.line_into(i, base, &mut line);
+            res = self.dispatch(r.rule(i), &line);
+            if res.is_err() {
+                break;
+            }
+        }
+        self.line = line;
+        res
+    }
+
+    /// Writes the lines the stateful stage emitted for a unit.
+    pub fn write_emit(&mut self, e: &Emit) -> Result<(), SinkError> {
+        if self.simple
+            && let Some(t) = self.targets.first_mut()
+            && let Kind::Stream(w) = &mut t.kind
+        {
+            self.counts[0] += e.lines().count() as u64;
+            return w.write_all(&e.buf).map_err(stdout_err);
+        }
+        for (rule, line) in e.lines() {
+            self.dispatch(rule, line)?;
+        }
+        Ok(())
     }
 
     /// Writes a batch of dead letters.
@@ -92,9 +455,11 @@ impl Output {
         Ok(())
     }
 
-    /// Flushes both outputs.
+    /// Flushes the writers (and reports a Kafka sink's permanent failure).
     pub fn flush(&mut self) -> Result<(), SinkError> {
-        self.findings.flush().map_err(stdout_err)?;
+        for t in &mut self.targets {
+            t.flush()?;
+        }
         if let Some((path, w)) = &mut self.dead {
             w.flush().map_err(|source| SinkError::DeadLetter {
                 path: path.clone(),
@@ -102,6 +467,74 @@ impl Output {
             })?;
         }
         Ok(())
+    }
+
+    /// Takes an input's acknowledgement once its findings are flushed: every Kafka
+    /// sink holds a part until its deliveries catch up; the returned part is the
+    /// caller's (the archive's, or fired at once).
+    pub fn hold(&mut self, ack: Ack) -> Ack {
+        let kafka: Vec<&kafka::KafkaSink> = self
+            .targets
+            .iter()
+            .filter_map(|t| match &t.kind {
+                Kind::Kafka(k) => Some(&**k),
+                _ => None,
+            })
+            .collect();
+        if kafka.is_empty() {
+            return ack;
+        }
+        let mut parts = ack.join(kafka.len() + 1);
+        let mine = parts.pop().unwrap_or_else(|| Ack::new(|| {}));
+        for (k, part) in kafka.into_iter().zip(parts) {
+            k.hold(part);
+        }
+        mine
+    }
+
+    /// Ends the run: flushes and fsyncs files, waits for Kafka deliveries. The first
+    /// failure is returned; every sink is finished regardless.
+    pub fn finish(&mut self) -> Result<Vec<SinkReport>, SinkError> {
+        let mut first = self.flush().err();
+        let mut reports = Vec::with_capacity(self.targets.len());
+        for (i, t) in self.targets.iter_mut().enumerate() {
+            let mut r = SinkReport {
+                name: t.name.clone(),
+                kind: "stdout",
+                findings: self.counts[i],
+                delivered: None,
+                error: None,
+            };
+            let res = match &mut t.kind {
+                Kind::Stream(_) => Ok(()),
+                Kind::File(f) => {
+                    r.kind = "file";
+                    f.close().map_err(|source| SinkError::File {
+                        name: t.name.clone(),
+                        path: f.path().to_path_buf(),
+                        source,
+                    })
+                }
+                Kind::Kafka(k) => {
+                    r.kind = "kafka";
+                    let res = k.finish();
+                    r.delivered = Some(k.stats().delivered);
+                    res.map(|_| ()).map_err(|message| SinkError::Kafka {
+                        name: t.name.clone(),
+                        message,
+                    })
+                }
+            };
+            if let Err(e) = res {
+                r.error = Some(e.to_string());
+                first.get_or_insert(e);
+            }
+            reports.push(r);
+        }
+        match first {
+            Some(e) => Err(e),
+            None => Ok(reports),
+        }
     }
 }
 

@@ -15,6 +15,7 @@ struct Line {
     split: usize,
     end: usize,
     rel_index: u64,
+    rule: u32,
 }
 
 /// A batch of rendered lines in one buffer.
@@ -55,6 +56,11 @@ impl Rendered {
 
     /// Ends the line (the second half must end with `\n`).
     pub fn end(&mut self, rel_index: u64) {
+        self.end_rule(rel_index, u32::MAX);
+    }
+
+    /// Ends a finding line of rule `rule` (its index in the pack).
+    pub fn end_rule(&mut self, rel_index: u64, rule: u32) {
         if let Some((start, split)) = self.open.take() {
             let split = split.min(self.buf.len());
             self.lines.push(Line {
@@ -62,6 +68,7 @@ impl Rendered {
                 split,
                 end: self.buf.len(),
                 rel_index,
+                rule,
             });
         }
     }
@@ -69,6 +76,11 @@ impl Rendered {
     /// Number of lines.
     pub fn len(&self) -> usize {
         self.lines.len()
+    }
+
+    /// The rule of line `i` (`u32::MAX` for a line that is not a finding).
+    pub fn rule(&self, i: usize) -> u32 {
+        self.lines.get(i).map_or(u32::MAX, |l| l.rule)
     }
 
     /// Whether there are no lines.

@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::aws::{Connection, ConnectionRef};
 use super::checkpoint::Checkpoints;
 use super::cloudwatch::{self, CloudWatchConfig};
+use super::kafka::{self, KafkaSourceConfig};
 use super::s3::{self, S3Config};
 use super::sqs::{self, SqsConfig};
 use super::{Arrival, Feed, Input};
@@ -67,6 +68,8 @@ pub enum SourceConfig {
     Stdin(StdinConfig),
     /// Files and directories.
     Files(FilesConfig),
+    /// Kafka topics, in a consumer group.
+    Kafka(Box<KafkaSourceConfig>),
 }
 
 impl<'de> Deserialize<'de> for SourceConfig {
@@ -75,7 +78,7 @@ impl<'de> Deserialize<'de> for SourceConfig {
         let map = BTreeMap::<String, serde_yaml_ng::Value>::deserialize(d)?;
         if map.len() != 1 {
             return Err(D::Error::custom(format!(
-                "a source is a mapping with one key, its kind (s3, sqs, cloudwatch_logs, stdin, files); found {}",
+                "a source is a mapping with one key, its kind (s3, sqs, cloudwatch_logs, kafka, stdin, files); found {}",
                 if map.is_empty() {
                     "none".to_string()
                 } else {
@@ -100,9 +103,10 @@ impl<'de> Deserialize<'de> for SourceConfig {
             }
             "stdin" => SourceConfig::Stdin(serde_yaml_ng::from_value(body).map_err(e)?),
             "files" => SourceConfig::Files(serde_yaml_ng::from_value(body).map_err(e)?),
+            "kafka" => SourceConfig::Kafka(Box::new(serde_yaml_ng::from_value(body).map_err(e)?)),
             other => {
                 return Err(D::Error::custom(format!(
-                    "unknown source kind {other:?} (s3, sqs, cloudwatch_logs, stdin, files)"
+                    "unknown source kind {other:?} (s3, sqs, cloudwatch_logs, kafka, stdin, files)"
                 )));
             }
         })
@@ -110,9 +114,10 @@ impl<'de> Deserialize<'de> for SourceConfig {
 }
 
 impl SourceConfig {
-    /// `s3`, `sqs`, `cloudwatch_logs`, `stdin`, `files`.
+    /// `s3`, `sqs`, `cloudwatch_logs`, `kafka`, `stdin`, `files`.
     pub fn kind(&self) -> &'static str {
         match self {
+            SourceConfig::Kafka(_) => "kafka",
             SourceConfig::S3(_) => "s3",
             SourceConfig::Sqs(_) => "sqs",
             SourceConfig::CloudwatchLogs(_) => "cloudwatch_logs",
@@ -129,6 +134,7 @@ impl SourceConfig {
             SourceConfig::CloudwatchLogs(c) => c.name.clone(),
             SourceConfig::Stdin(c) => c.name.clone(),
             SourceConfig::Files(c) => c.name.clone(),
+            SourceConfig::Kafka(c) => c.name.clone(),
         };
         n.unwrap_or_else(|| self.kind().to_string())
     }
@@ -177,6 +183,7 @@ impl SourceConfig {
             SourceConfig::Sqs(c) if c.queue_url.is_empty() => Err("queue_url is required".into()),
             SourceConfig::CloudwatchLogs(c) => c.validate(),
             SourceConfig::Files(c) if c.paths.is_empty() => Err("paths is required".into()),
+            SourceConfig::Kafka(c) => c.validate(),
             _ => Ok(()),
         }
     }
@@ -468,6 +475,30 @@ async fn run_one(
                     "objects_fetched": g(&stats.objects_fetched),
                     "objects_failed": g(&stats.objects_failed),
                     "visibility_extended": g(&stats.visibility_extended),
+                })
+            }))
+        }
+        SourceConfig::Kafka(c) => {
+            let stop = stop.clone();
+            let owner = name.to_string();
+            let running = tokio::task::spawn_blocking(move || kafka::run(*c, owner, tx, stop))
+                .await
+                .map_err(|e| format!("kafka source thread: {e}"))??;
+            Ok(Box::new(move || {
+                let stats = running.stats.clone();
+                // The pipeline has drained: commit what it acknowledged, leave the group.
+                running.close();
+                let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+                serde_json::json!({
+                    "messages": g(&stats.messages),
+                    "bytes": g(&stats.bytes),
+                    "batches": g(&stats.batches),
+                    "batches_acked": g(&stats.batches_acked),
+                    "offsets_stored": g(&stats.offsets_stored),
+                    "partitions_assigned": g(&stats.partitions_assigned),
+                    "partitions_revoked": g(&stats.partitions_revoked),
+                    "batches_abandoned": g(&stats.batches_abandoned),
+                    "errors": g(&stats.errors),
                 })
             }))
         }

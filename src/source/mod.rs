@@ -21,6 +21,7 @@ pub mod aws;
 pub mod checkpoint;
 pub mod cloudwatch;
 pub mod file;
+pub mod kafka;
 pub mod live;
 pub mod notification;
 pub mod s3;
@@ -78,6 +79,7 @@ impl Input {
             InputKind::File(_) => "file",
             InputKind::Remote if self.name.starts_with("s3://") => "aws_s3_bucket",
             InputKind::Remote if self.name.starts_with("cloudwatch:") => "aws_cloudwatch_logs",
+            InputKind::Remote if self.name.starts_with("kafka:") => "kafka",
             InputKind::Remote => "remote",
         }
     }
@@ -113,12 +115,48 @@ impl Ack {
     pub fn fire(self) {
         (self.0)()
     }
+
+    /// Splits the acknowledgement into `n` parts (at least one): the callback runs once
+    /// the last part has fired. Each party that must confirm delivery (a Kafka sink,
+    /// the archive) holds one part.
+    pub fn join(self, n: usize) -> Vec<Ack> {
+        let n = n.max(1);
+        if n == 1 {
+            return vec![self];
+        }
+        let left = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(n));
+        let cb = std::sync::Arc::new(std::sync::Mutex::new(Some(self)));
+        (0..n)
+            .map(|_| {
+                let left = left.clone();
+                let cb = cb.clone();
+                Ack::new(move || {
+                    if left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+                        let ack = cb.lock().ok().and_then(|mut g| g.take());
+                        if let Some(ack) = ack {
+                            ack.fire();
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
 }
 
 impl fmt::Debug for Ack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Ack")
     }
+}
+
+/// One message of a queue: its offset in its partition and its payload (compressed or
+/// not, in any of the framings files may have).
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// The message's offset; findings name it as the record's `line`.
+    pub offset: i64,
+    /// The payload.
+    pub payload: Vec<u8>,
 }
 
 /// An input handed to the pipeline by a live source: its bytes when the source fetched
@@ -130,6 +168,8 @@ pub struct Arrival {
     /// The input's bytes (compressed or not); `None` for stdin and files, which the
     /// pipeline reads itself.
     pub body: Option<Vec<u8>>,
+    /// Messages of a queue, each framed on its own (the input is a batch of them).
+    pub messages: Vec<Message>,
     /// Fired once the input is done.
     pub ack: Option<Ack>,
     /// Why the source could not fetch the input (counted as a failed input, exit 3).
@@ -142,7 +182,19 @@ impl Arrival {
         Arrival {
             input,
             body: None,
+            messages: Vec::new(),
             ack: None,
+            error: None,
+        }
+    }
+
+    /// A batch of messages from one partition of a message queue (Kafka).
+    pub fn messages(input: Input, messages: Vec<Message>, ack: Ack) -> Self {
+        Arrival {
+            input,
+            body: None,
+            messages,
+            ack: Some(ack),
             error: None,
         }
     }
@@ -152,6 +204,7 @@ impl Arrival {
         Arrival {
             input: Input::remote(name),
             body: Some(body),
+            messages: Vec::new(),
             ack: Some(ack),
             error: None,
         }
@@ -162,6 +215,7 @@ impl Arrival {
         Arrival {
             input: Input::remote(name),
             body: None,
+            messages: Vec::new(),
             ack: None,
             error: Some(error),
         }

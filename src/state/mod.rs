@@ -149,8 +149,11 @@ pub struct StateBatch {
 pub struct Emit {
     /// The lines.
     pub buf: Vec<u8>,
-    /// One rule index per line.
+    /// The rule of each finding the stage itself made (correlations, alarms,
+    /// suppression summaries), for counting.
     pub rules: Vec<u32>,
+    /// Every line: its rule and where it ends in `buf`.
+    ends: Vec<(u32, usize)>,
     parser: crate::event::RecordParser,
     known: crate::event::KnownPaths,
 }
@@ -168,6 +171,22 @@ impl Emit {
     pub fn raw(&mut self, rule: u32, line: &[u8]) {
         self.buf.extend_from_slice(line);
         self.rules.push(rule);
+        self.mark(rule);
+    }
+
+    /// Ends a line written into `buf` directly (a finding passed through).
+    pub fn mark(&mut self, rule: u32) {
+        self.ends.push((rule, self.buf.len()));
+    }
+
+    /// Every line with its rule.
+    pub fn lines(&self) -> impl Iterator<Item = (u32, &[u8])> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&(rule, end)| {
+            let line = &self.buf[start.min(end)..end];
+            start = end;
+            (rule, line)
+        })
     }
 
     /// Renders a correlation or alarm finding.
@@ -218,6 +237,7 @@ impl Emit {
         b.extend_from_slice(correlation_json.as_bytes());
         b.extend_from_slice(b",\"suppressed\":0}\n");
         self.rules.push(rule);
+        self.mark(rule);
     }
 
     /// Whether nothing was emitted.
@@ -229,6 +249,7 @@ impl Emit {
     pub fn clear(&mut self) {
         self.buf.clear();
         self.rules.clear();
+        self.ends.clear();
     }
 }
 
@@ -345,11 +366,13 @@ impl Stage {
                     dropped.push(meta.rule);
                 } else if meta.suppress.is_none() {
                     findings.line_into(fi, base, &mut out.buf);
+                    out.mark(meta.rule);
                 } else {
                     line.clear();
                     findings.line_into(fi, base, &mut line);
                     if self.admit(meta, time, &line, out) {
                         out.buf.extend_from_slice(&line);
+                        out.mark(meta.rule);
                     } else {
                         dropped.push(meta.rule);
                     }
@@ -403,6 +426,7 @@ impl Stage {
             line.clear();
             findings.line_into(fi, base, &mut line);
             out.buf.extend_from_slice(&line);
+            out.mark(findings.rule(fi));
             fi += 1;
         }
         (dups, dropped)

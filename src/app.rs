@@ -447,11 +447,22 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
                         .and_then(crate::config::parse_duration)
                 })
                 .unwrap_or(std::time::Duration::from_secs(60));
+            // The instance id names this writer's files and lock; with a state
+            // directory it survives restarts, so a restarted instance cleans its own
+            // temporary files at once.
+            let instance = match &state_dir {
+                Some(d) => Some(
+                    crate::archive::lock::instance_id(d)
+                        .map_err(|e| config_err(format!("state_dir {}: {e}", d.display())))?,
+                ),
+                None => None,
+            };
             let w = crate::archive::ArchiveWriter::open(crate::archive::ArchiveConfig {
                 root,
                 partition,
                 max_file_bytes,
                 max_age,
+                instance,
             })?;
             Some(w)
         }
@@ -584,6 +595,9 @@ pub fn config_check(file: &std::path::Path) -> Result<i32, AppError> {
     for s in &cfg.sources {
         let _ = writeln!(out, "  source {} ({})", s.name(), s.kind());
     }
+    for s in &cfg.sinks {
+        let _ = writeln!(out, "  sink {} ({})", s.name(), s.kind());
+    }
     Ok(exit::OK)
 }
 
@@ -595,8 +609,8 @@ pub fn archive(cmd: &crate::cli::ArchiveCommand) -> Result<i32, AppError> {
             let mut out = io::stdout().lock();
             let _ = writeln!(
                 out,
-                "{} partitions compacted: {} files into {}, {} rows kept, {} duplicate tp_ids dropped",
-                s.partitions, s.files_in, s.files_out, s.rows, s.duplicates
+                "{} partitions compacted: {} files into {}, {} rows kept, {} duplicate tp_ids dropped; {} partitions skipped while a writer had a file open in them",
+                s.partitions, s.files_in, s.files_out, s.rows, s.duplicates, s.busy
             );
             Ok(exit::OK)
         }

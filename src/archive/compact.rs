@@ -10,9 +10,11 @@
 //! or the one new file, never both and never neither, so every row appears exactly once
 //! at every moment. The old files, now in the staging place, are deleted afterwards.
 //!
-//! Partitions dated today or later (UTC) are left alone unless `--all` is given: a
-//! running `trailhound` may still be adding files there, and the exchange would hide its
-//! new files. Compact a partition only while nothing writes to it.
+//! A partition is compacted under its exclusive lock ([`super::lock`]); a writer holds
+//! the lock shared while it has a file open there, so a partition being written is
+//! skipped (counted as `busy`) and never has a file hidden by the exchange. Partitions
+//! dated today or later (UTC) are left alone unless `--all` is given: they are still
+//! receiving files, and compacting them again and again gains nothing.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -40,6 +42,8 @@ pub struct CompactStats {
     pub rows: u64,
     /// Rows dropped as duplicate `tp_id`s.
     pub duplicates: u64,
+    /// Partitions skipped because a writer had a file open in them.
+    pub busy: u64,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
@@ -140,6 +144,14 @@ pub fn compact(root: &Path, all: bool) -> Result<CompactStats, ArchiveError> {
         if files.len() < 2 {
             continue;
         }
+        // A writer with a file open here holds the lock shared: leave the partition to
+        // a later run rather than hide the file it is about to finish.
+        let Some(_lock) =
+            super::lock::PartitionLock::try_exclusive(root, &part).map_err(io(&part))?
+        else {
+            stats.busy += 1;
+            continue;
+        };
         let staging = staging_root.join(format!("{}-{}", std::process::id(), stats.partitions));
         fs::create_dir_all(&staging).map_err(io(&staging))?;
         let merged = staging.join(format!("compacted-{}.parquet", super::now_micros()));

@@ -18,6 +18,7 @@
 //! Arrow or Parquet types beyond `RecordBatch`.
 
 pub mod compact;
+pub mod lock;
 pub mod rows;
 pub mod schema;
 pub mod writer;

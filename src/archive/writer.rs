@@ -3,7 +3,9 @@
 //! `<root>/tp_table=aws_cloudtrail_log/tp_partition=<p>/tp_index=<i>/tp_date=<d>/<name>.parquet`.
 //! A file is written as `.<name>.parquet.tmp` in its final directory, then finished,
 //! fsync'd, renamed and its directory fsync'd: a reader sees a whole file or none.
-//! Temporary files left by a crash are removed when a writer opens the root.
+//! Temporary files left by a crashed writer are removed when a writer opens the root
+//! (only those whose owner is gone: several instances may share a root, see
+//! [`super::lock`]).
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -38,6 +40,8 @@ pub struct ArchiveConfig {
     pub max_file_bytes: usize,
     /// A file is closed this long after it was opened, so data becomes visible.
     pub max_age: Duration,
+    /// The writer's instance id (kept in `state_dir`); `None`: a new one per process.
+    pub instance: Option<String>,
 }
 
 /// Where a row goes: `tp_index` and `tp_date`.
@@ -62,6 +66,9 @@ pub enum ArchiveError {
         /// The error.
         source: std::io::Error,
     },
+    /// The instance lock cannot be taken.
+    #[error("archive: {0}")]
+    Lock(#[from] super::lock::LockError),
     /// The Parquet writer failed.
     #[error("archive {path}: parquet: {message}")]
     Parquet {
@@ -114,6 +121,8 @@ struct OpenFile {
     rows: u64,
     /// The file's number in this writer (1, 2, …, in opening order).
     seq: u64,
+    /// The partition's lock, shared while the file is open (compaction waits).
+    _lock: super::lock::PartitionLock,
 }
 
 /// The archive's open files, one per partition.
@@ -123,6 +132,7 @@ pub struct ArchiveWriter {
     seq: u64,
     stamp: String,
     stats: ArchiveStats,
+    _instance: super::lock::InstanceLock,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
@@ -132,19 +142,26 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
     }
 }
 
-fn remove_stale(dir: &Path, removed: &mut u64) -> std::io::Result<()> {
+/// Removes the temporary files under `dir` whose writer is gone: this instance's own
+/// (from before a crash) and those of instances that hold no lock.
+fn remove_stale(root: &Path, dir: &Path, me: &str, removed: &mut u64) -> std::io::Result<()> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Ok(());
     };
     for e in entries.flatten() {
         let p = e.path();
         if e.file_type()?.is_dir() {
-            remove_stale(&p, removed)?;
-        } else if p
+            remove_stale(root, &p, me, removed)?;
+            continue;
+        }
+        let Some(owner) = p
             .file_name()
             .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with('.') && n.ends_with(".parquet.tmp"))
-        {
+            .and_then(super::lock::temp_owner)
+        else {
+            continue;
+        };
+        if owner == me || !super::lock::owner_alive(root, owner) {
             fs::remove_file(&p)?;
             *removed += 1;
         }
@@ -173,18 +190,24 @@ impl ArchiveWriter {
     pub fn open(cfg: ArchiveConfig) -> Result<Self, ArchiveError> {
         let table = cfg.root.join(TABLE_DIR);
         fs::create_dir_all(&table).map_err(io(&table))?;
+        let id = cfg
+            .instance
+            .clone()
+            .unwrap_or_else(super::lock::new_instance_id);
+        let instance = super::lock::InstanceLock::acquire(&cfg.root, &id)?;
         let mut stats = ArchiveStats::default();
-        remove_stale(&table, &mut stats.stale_removed).map_err(io(&table))?;
+        remove_stale(&cfg.root, &table, &id, &mut stats.stale_removed).map_err(io(&table))?;
         write_view(&cfg.root)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         Ok(ArchiveWriter {
-            stamp: format!("{now}-{}", std::process::id()),
+            stamp: format!("{id}-{now}"),
             cfg,
             open: HashMap::new(),
             seq: 0,
             stats,
+            _instance: instance,
         })
     }
 
@@ -217,6 +240,8 @@ impl ArchiveWriter {
         if !self.open.contains_key(key) {
             let dir = self.dir(key);
             fs::create_dir_all(&dir).map_err(io(&dir))?;
+            let lock =
+                super::lock::PartitionLock::shared(&self.cfg.root, &dir).map_err(io(&dir))?;
             self.seq += 1;
             let name = format!("{}-{:06}.parquet", self.stamp, self.seq);
             let tmp = dir.join(format!(".{name}.tmp"));
@@ -244,6 +269,7 @@ impl ArchiveWriter {
                     opened: Instant::now(),
                     rows: 0,
                     seq: self.seq,
+                    _lock: lock,
                 },
             );
         }

@@ -114,6 +114,10 @@ impl Daemon {
             if let Some(s) = self.child.try_wait().expect("wait") {
                 break s;
             }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("trailhound did not stop after SIGTERM:\n{}", self.log());
+            }
             std::thread::sleep(Duration::from_millis(50));
         };
         let log = self.log();

@@ -55,7 +55,8 @@ impl AppError {
             AppError::RulePath(_)
             | AppError::Strict(_)
             | AppError::Placeholders { .. }
-            | AppError::Config(_) => exit::USAGE,
+            | AppError::Config(_)
+            | AppError::Sink(SinkError::Config { .. }) => exit::USAGE,
             AppError::Sink(_) | AppError::StatsFile { .. } | AppError::Archive(_) => {
                 exit::INPUT_ERROR
             }

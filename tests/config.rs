@@ -113,6 +113,25 @@ fn daemon_example_matches_the_schema_and_loads() {
     let v = jsonschema::validator_for(&schema).expect("schema compiles");
     let errors: Vec<String> = v.iter_errors(&doc).map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{errors:?}");
+    // The Kafka worker example too (config check connects to nothing).
+    let kafka = root.join("docs/examples/kafka.yaml");
+    let ktext = std::fs::read_to_string(&kafka)
+        .expect("example")
+        .replace("${KAFKA_PASSWORD}", "secret");
+    let kdoc: serde_json::Value = serde_yaml_ng::from_str(&ktext).expect("yaml");
+    let errors: Vec<String> = v.iter_errors(&kdoc).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&kafka)
+        .env("KAFKA_PASSWORD", "hunter2")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("source cloudtrail-bus (kafka)"), "{text}");
+    assert!(text.contains("sink siem (kafka)") && text.contains("sink all-findings (file)"));
+    assert!(!text.contains("hunter2"), "secrets are never echoed");
     // And trailhound reads it (the environment variable is interpolated).
     let out = Command::new(BIN)
         .args(["config", "check"])
@@ -138,6 +157,18 @@ fn daemon_example_matches_the_schema_and_loads() {
             "nowhere",
         ),
         ("sources:\n  - ftp: {}\n", "unknown source kind"),
+        (
+            "sinks:\n  - kafka: {brokers: b, topic: t, rdkafka_options: {acks: 1}}\n",
+            "acks must be all",
+        ),
+        (
+            "sinks:\n  - file: {path: f, route: {levels: [severe]}}\n",
+            "sinks[0] (file)",
+        ),
+        (
+            "sources:\n  - kafka: {brokers: b, topics: [t], group_id: g, start_offset: middle}\n",
+            "start_offset",
+        ),
         (
             "sources:\n  - stdin: {}\n  - stdin: {}\n",
             "second source named",

@@ -696,3 +696,27 @@ fn an_instance_killed_mid_write_is_restarted_without_loss() {
         "exactly one row per record after compaction"
     );
 }
+
+#[test]
+fn a_missing_topic_is_a_configuration_error() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let out = Command::new(common::BIN)
+        .arg(common::s3_layout())
+        .args([
+            "--kafka-brokers",
+            &broker.bootstrap,
+            "--kafka-topic",
+            "nowhere",
+        ])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("\"nowhere\"") && stderr.contains("create it first"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}

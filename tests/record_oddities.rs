@@ -307,3 +307,53 @@ fn numbers_compare_as_sigma_types() {
         "rules that matched the string \"200.0\""
     );
 }
+
+/// EventBridge delivers CloudTrail records wrapped in an envelope (`"detail-type": "AWS
+/// API Call via CloudTrail"`, the record under `detail`); files and streams of such
+/// envelopes give the same findings as the bare records.
+#[test]
+fn eventbridge_envelopes_are_read_as_their_detail() {
+    let text = common::gunzip_file(&common::sample("stratus-red-team"));
+    let recs: Vec<&[u8]> = common::lines(&text);
+    let plain = detect(&[OsStr::new("--no-record")], &text);
+    assert!(plain.findings().len() >= 10, "the sample yields findings");
+    let envelope = |r: &[u8]| -> Vec<u8> {
+        let detail: Value = serde_json::from_slice(r).expect("record");
+        serde_json::to_vec(&serde_json::json!({
+            "version": "0",
+            "id": "00000000-0000-4000-8000-000000000000",
+            "detail-type": "AWS API Call via CloudTrail",
+            "source": "aws.cloudtrail",
+            "account": detail["recipientAccountId"],
+            "time": detail["eventTime"],
+            "region": detail["awsRegion"],
+            "resources": [],
+            "detail": detail,
+        }))
+        .expect("json")
+    };
+    let mut ndjson = Vec::new();
+    for r in &recs {
+        ndjson.extend(envelope(r));
+        ndjson.push(b'\n');
+    }
+    let pretty: Vec<u8> = recs
+        .iter()
+        .flat_map(|r| {
+            let mut p = common::pretty(&envelope(r));
+            p.push(b'\n');
+            p
+        })
+        .collect();
+    for (what, input) in [
+        ("NDJSON", ndjson.clone()),
+        ("pretty", pretty),
+        ("gzip", common::gzip(&ndjson)),
+    ] {
+        let out = detect(&[OsStr::new("--no-record")], &input);
+        assert_eq!(out.keys(), plain.keys(), "{what}");
+        let stats = out.stats();
+        assert_eq!(stats["records_in"], recs.len(), "{what}");
+        assert_eq!(stats["documents_skipped"], 0, "{what}");
+    }
+}

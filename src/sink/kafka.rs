@@ -62,6 +62,37 @@ pub struct KafkaSinkConfig {
     pub rdkafka_options: BTreeMap<String, OptionValue>,
 }
 
+/// The producer's librdkafka properties: trailhound's defaults, the user's
+/// `rdkafka_options`, and `acks=all` with idempotence forced.
+pub fn producer_config(cfg: &KafkaSinkConfig, name: &str) -> Result<rdkafka::ClientConfig, String> {
+    let compression = cfg.compression.as_deref().unwrap_or("none");
+    if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&compression) {
+        return Err(format!(
+            "compression: {compression:?} is not one of none, gzip, snappy, lz4, zstd"
+        ));
+    }
+    if let Some(s) = &cfg.delivery_timeout
+        && crate::config::parse_duration(s).is_none()
+    {
+        return Err(format!("delivery_timeout: {s:?} is not a duration"));
+    }
+    let defaults = [
+        ("compression.type", compression.to_string()),
+        ("linger.ms", "5".to_string()),
+        ("message.timeout.ms", "0".to_string()),
+        ("queue.buffering.max.messages", "100000".to_string()),
+        ("queue.buffering.max.kbytes", "65536".to_string()),
+        ("client.id", format!("trailhound-{name}")),
+    ];
+    let forced = [("acks", "all"), ("enable.idempotence", "true")];
+    crate::kafka::client_config(
+        &cfg.brokers.bootstrap(),
+        &defaults,
+        &cfg.rdkafka_options,
+        &forced,
+    )
+}
+
 /// One piece of a key template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
@@ -275,32 +306,12 @@ impl KafkaSink {
     pub fn open(cfg: &KafkaSinkConfig, stop: Arc<AtomicBool>) -> Result<Self, String> {
         let name = cfg.name.clone().unwrap_or_else(|| "kafka".into());
         let key = KeyTemplate::parse(cfg.key.as_deref().unwrap_or("{id}"))?;
-        let compression = cfg.compression.as_deref().unwrap_or("none");
-        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&compression) {
-            return Err(format!(
-                "compression: {compression:?} is not one of none, gzip, snappy, lz4, zstd"
-            ));
-        }
         let delivery_timeout = match &cfg.delivery_timeout {
             Some(s) => crate::config::parse_duration(s)
                 .ok_or_else(|| format!("delivery_timeout: {s:?} is not a duration"))?,
             None => Duration::from_secs(300),
         };
-        let defaults = [
-            ("compression.type", compression.to_string()),
-            ("linger.ms", "5".to_string()),
-            ("message.timeout.ms", "0".to_string()),
-            ("queue.buffering.max.messages", "100000".to_string()),
-            ("queue.buffering.max.kbytes", "65536".to_string()),
-            ("client.id", format!("trailhound-{name}")),
-        ];
-        let forced = [("acks", "all"), ("enable.idempotence", "true")];
-        let config = crate::kafka::client_config(
-            &cfg.brokers.bootstrap(),
-            &defaults,
-            &cfg.rdkafka_options,
-            &forced,
-        )?;
+        let config = producer_config(cfg, &name)?;
         let tracker = Arc::new(Tracker::default());
         let ctx = Ctx {
             log: LogContext {

@@ -205,6 +205,7 @@ impl SinkConfig {
             }
             SinkConfig::Kafka(c) => {
                 kafka::KeyTemplate::parse(c.key.as_deref().unwrap_or("{id}")).map_err(fail)?;
+                kafka::producer_config(c, "check").map_err(fail)?;
                 if c.topic.is_empty() {
                     return Err(fail("topic is empty".into()));
                 }

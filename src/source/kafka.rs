@@ -232,12 +232,23 @@ impl Offsets {
         }
     }
 
-    /// Registers a batch; its generation, or `None` when the partition is not owned.
-    fn begin(&self, key: &Key, last: i64) -> Option<u64> {
+    /// The current generation of an owned partition.
+    fn generation(&self, key: &Key) -> Option<u64> {
+        self.lock().1.get(key).map(|t| t.generation)
+    }
+
+    /// Registers a batch gathered in `generation`; `false` when the partition is no
+    /// longer owned in that generation (revoked, perhaps assigned again since: the batch
+    /// is dropped and read again from the committed offset).
+    fn begin(&self, key: &Key, generation: u64, last: i64) -> bool {
         let mut g = self.lock();
-        let t = g.1.get_mut(key)?;
-        t.inflight.push_back((last, false));
-        Some(t.generation)
+        match g.1.get_mut(key) {
+            Some(t) if t.generation == generation => {
+                t.inflight.push_back((last, false));
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Marks a batch done; the offset to store when the acknowledged front advanced.
@@ -379,6 +390,8 @@ struct Pending {
     messages: Vec<Message>,
     bytes: usize,
     since: Instant,
+    /// The partition's generation when the batch was started.
+    generation: u64,
 }
 
 /// A running consumer, kept until the pipeline has drained (acks store offsets
@@ -457,10 +470,23 @@ pub fn run(
                 {
                     *end = false;
                 }
+                let Some(generation) = offsets.generation(&key) else {
+                    // Not (or no longer) ours: the owner reads it.
+                    continue;
+                };
+                if pending
+                    .get(&key)
+                    .is_some_and(|p| p.generation != generation)
+                {
+                    // Revoked and assigned again since the batch began: what it holds
+                    // is read again from the committed offset.
+                    pending.remove(&key);
+                }
                 let p = pending.entry(key.clone()).or_insert_with(|| Pending {
                     messages: Vec::new(),
                     bytes: 0,
                     since: Instant::now(),
+                    generation,
                 });
                 p.bytes += payload.len();
                 p.messages.push(Message {
@@ -544,9 +570,10 @@ fn send(
     let Some(last) = p.messages.last().map(|m| m.offset) else {
         return true;
     };
-    let Some(generation) = offsets.begin(&key, last) else {
+    let generation = p.generation;
+    if !offsets.begin(&key, generation, last) {
         return true;
-    };
+    }
     let input = Input::remote(format!("kafka:{}/{}", key.0, key.1));
     let (c, o, s) = (consumer.clone(), offsets.clone(), stats.clone());
     let ack_key = key;
@@ -623,17 +650,12 @@ mod tests {
         let o = Offsets::default();
         let k: Key = ("t".into(), 0);
         o.assign(std::iter::once(k.clone()));
-        let g1 = o.begin(&k, 9).expect("owned");
-        let g2 = o.begin(&k, 19).expect("owned");
-        let g3 = o.begin(&k, 29).expect("owned");
-        assert_eq!(
-            o.done(&k, g2, 19),
-            None,
-            "a later batch waits for the first"
-        );
-        assert_eq!(o.done(&k, g1, 9), Some(19), "both are stored at once");
-        assert_eq!(o.done(&k, g3, 29), Some(29));
-        assert!(o.begin(&("t".into(), 1), 5).is_none(), "not owned");
+        let g = o.generation(&k).expect("owned");
+        assert!(o.begin(&k, g, 9) && o.begin(&k, g, 19) && o.begin(&k, g, 29));
+        assert_eq!(o.done(&k, g, 19), None, "a later batch waits for the first");
+        assert_eq!(o.done(&k, g, 9), Some(19), "both are stored at once");
+        assert_eq!(o.done(&k, g, 29), Some(29));
+        assert!(!o.begin(&("t".into(), 1), g, 5), "not owned");
     }
 
     #[test]
@@ -641,14 +663,18 @@ mod tests {
         let o = Offsets::default();
         let k: Key = ("t".into(), 3);
         o.assign(std::iter::once(k.clone()));
-        let g = o.begin(&k, 100).expect("owned");
+        let g = o.generation(&k).expect("owned");
+        assert!(o.begin(&k, g, 100));
         assert_eq!(o.revoke(std::slice::from_ref(&k), Duration::ZERO), 1);
         assert_eq!(o.done(&k, g, 100), None);
-        // Assigned again: a new generation, the old ack still does not count.
+        // Assigned again: a new generation; the old ack does not count and a batch
+        // gathered before the revocation is refused.
         o.assign(std::iter::once(k.clone()));
         assert_eq!(o.done(&k, g, 100), None);
-        let g2 = o.begin(&k, 120).expect("owned");
+        assert!(!o.begin(&k, g, 110), "a batch of the old generation");
+        let g2 = o.generation(&k).expect("owned");
         assert_ne!(g, g2);
+        assert!(o.begin(&k, g2, 120));
         assert_eq!(o.done(&k, g2, 120), Some(120));
     }
 
@@ -657,7 +683,8 @@ mod tests {
         let o = Arc::new(Offsets::default());
         let k: Key = ("t".into(), 0);
         o.assign(std::iter::once(k.clone()));
-        let g = o.begin(&k, 7).expect("owned");
+        let g = o.generation(&k).expect("owned");
+        assert!(o.begin(&k, g, 7));
         let o2 = o.clone();
         let k2 = k.clone();
         let t = std::thread::spawn(move || {
@@ -667,5 +694,26 @@ mod tests {
         let abandoned = o.revoke(std::slice::from_ref(&k), Duration::from_secs(10));
         assert_eq!(t.join().expect("thread"), Some(7));
         assert_eq!(abandoned, 0);
+    }
+
+    #[test]
+    fn correlations_not_covered_by_the_key_are_warned_about() {
+        let opts = crate::rules::LoadOptions {
+            builtin: true,
+            paths: Vec::new(),
+        };
+        let (pack, _) = crate::rules::RulePack::load(&opts).expect("built-in pack");
+        let n = pack.correlations().len();
+        assert!(n >= 2, "the built-in pack has correlations and alarms");
+        // No key: every correlation and alarm is named.
+        assert_eq!(partitioning_warnings(&pack, "bus", None).len(), n);
+        // Keyed by principal: the discovery burst (group-by userIdentity.arn) is exact.
+        let by_arn = partitioning_warnings(&pack, "bus", Some("userIdentity.arn"));
+        assert!(by_arn.len() < n);
+        assert!(
+            by_arn.iter().all(|w| !w.contains("Discovery Burst")),
+            "{by_arn:?}"
+        );
+        assert!(by_arn.iter().any(|w| w.contains("no group-by")));
     }
 }

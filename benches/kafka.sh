@@ -57,14 +57,21 @@ echo "$produced"
 cat >"$OUT/run.yaml" <<YAML
 sources:
   - kafka: {name: bench, brokers: "$B", topics: [records], group_id: bench-$(date +%s), stop_at_end: true,
-            rdkafka_options: {broker.address.family: v4, session.timeout.ms: 6000, heartbeat.interval.ms: 500}}
+            rdkafka_options: {broker.address.family: v4, session.timeout.ms: 6000, heartbeat.interval.ms: 500,
+                              fetch.min.bytes: 1048576, fetch.wait.max.ms: 50, max.partition.fetch.bytes: 10485760}}
 sinks:
   - kafka: {name: findings, brokers: "$B", topic: findings, rdkafka_options: {broker.address.family: v4}}
 YAML
 
+# CPU seconds of the broker process (utime + stime), to tell its share from trailhound's.
+BPID=$(cat "$BDIR/broker.pid")
+broker_cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$BPID/stat"; }
+bc0=$(broker_cpu)
 t0=$(date +%s.%N)
-"$TRAILHOUND" run --config "$OUT/run.yaml" --threads "$THREADS" --stats json 2>"$OUT/kafka.stderr"
+/usr/bin/time -f "%U %S" -o "$OUT/kafka.cpu" \
+  "$TRAILHOUND" run --config "$OUT/run.yaml" --threads "$THREADS" --stats json 2>"$OUT/kafka.stderr"
 t1=$(date +%s.%N)
+bc1=$(broker_cpu)
 tail -1 "$OUT/kafka.stderr" >"$OUT/kafka.stats.json"
 
 t2=$(date +%s.%N)
@@ -72,9 +79,11 @@ t2=$(date +%s.%N)
 t3=$(date +%s.%N)
 tail -1 "$OUT/file.stderr" >"$OUT/file.stats.json"
 
-python3 - "$OUT" "$t0" "$t1" "$t2" "$t3" "$produced" <<'PY'
+python3 - "$OUT" "$t0" "$t1" "$t2" "$t3" "$produced" "$bc0" "$bc1" <<'PY'
 import json, sys
 out, t0, t1, t2, t3, produced = sys.argv[1], *map(float, sys.argv[2:6]), json.loads(sys.argv[6])
+broker_cpu = float(sys.argv[8]) - float(sys.argv[7])
+th_cpu = sum(map(float, open(f"{out}/kafka.cpu").read().split()))
 k = json.load(open(f"{out}/kafka.stats.json"))
 f = json.load(open(f"{out}/file.stats.json"))
 kw, fw = t1 - t0, t3 - t2
@@ -84,6 +93,8 @@ res = {
     "kafka": {"wall_s": round(kw, 3), "events_per_s": round(k["records_in"] / kw),
               "bytes_per_s": round(k["bytes_in"] / kw), "findings": k["findings"]["total"],
               "findings_delivered": sink["delivered"], "accounting_ok": k["accounting_ok"],
+              "trailhound_cpu_s": round(th_cpu, 3), "broker_cpu_s": round(broker_cpu, 3),
+              "events_per_trailhound_cpu_s": round(k["records_in"] / th_cpu),
               "source": k["sources"][0]["counters"]},
     "file": {"wall_s": round(fw, 3), "events_per_s": round(f["records_in"] / fw),
              "findings": f["findings"]["total"]},

@@ -192,6 +192,35 @@ pub fn duration_or(key: &str, v: Option<&str>, default: Duration) -> Result<Dura
     Ok(duration_field(key, v)?.unwrap_or(default))
 }
 
+/// Splits a list entry written as a mapping with one key, its kind (`- s3: {…}`,
+/// `- kafka: {…}`), into the kind and its body (an empty mapping when the body is
+/// empty). `what` names the entry (`source`), `kinds` lists the valid kinds.
+pub fn one_kind<E: serde::de::Error>(
+    map: BTreeMap<String, serde_yaml_ng::Value>,
+    what: &str,
+    kinds: &str,
+) -> Result<(String, serde_yaml_ng::Value), E> {
+    if map.len() != 1 {
+        return Err(E::custom(format!(
+            "a {what} is a mapping with one key, its kind ({kinds}); found {}",
+            if map.is_empty() {
+                "none".to_string()
+            } else {
+                map.keys().cloned().collect::<Vec<_>>().join(", ")
+            }
+        )));
+    }
+    let Some((kind, body)) = map.into_iter().next() else {
+        return Err(E::custom(format!("empty {what}")));
+    };
+    let body = if body.is_null() {
+        serde_yaml_ng::Value::Mapping(Default::default())
+    } else {
+        body
+    };
+    Ok((kind, body))
+}
+
 /// A duration: `60s`, `5m`, `1h`, `500ms`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     humantime::parse_duration(s.trim()).ok()

@@ -115,24 +115,7 @@ impl<'de> Deserialize<'de> for SinkConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         let map = BTreeMap::<String, serde_yaml_ng::Value>::deserialize(d)?;
-        if map.len() != 1 {
-            return Err(D::Error::custom(format!(
-                "a sink is a mapping with one key, its kind (stdout, file, kafka); found {}",
-                if map.is_empty() {
-                    "none".to_string()
-                } else {
-                    map.keys().cloned().collect::<Vec<_>>().join(", ")
-                }
-            )));
-        }
-        let Some((kind, body)) = map.into_iter().next() else {
-            return Err(D::Error::custom("empty sink"));
-        };
-        let body = if body.is_null() {
-            serde_yaml_ng::Value::Mapping(Default::default())
-        } else {
-            body
-        };
+        let (kind, body) = crate::config::one_kind::<D::Error>(map, "sink", "stdout, file, kafka")?;
         let e = |err: serde_yaml_ng::Error| D::Error::custom(format!("{kind}: {err}"));
         Ok(match kind.as_str() {
             "stdout" => SinkConfig::Stdout(serde_yaml_ng::from_value(body).map_err(e)?),

@@ -516,15 +516,8 @@ pub fn run(
             }
             None => {}
         }
-        // Partial batches go on after `batch_timeout`; batches of partitions no longer
-        // owned are dropped (the new owner reads them).
-        let owned: Vec<Key> = consumer
-            .context()
-            .owned
-            .lock()
-            .map(|o| o.keys().cloned().collect())
-            .unwrap_or_default();
-        pending.retain(|k, _| owned.contains(k));
+        // Partial batches go on after `batch_timeout`; a batch of a partition revoked
+        // since it began is refused by `send` (its generation is gone) and dropped.
         let due: Vec<Key> = pending
             .iter()
             .filter(|(_, p)| p.since.elapsed() >= settings.timeout)

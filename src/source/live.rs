@@ -76,24 +76,11 @@ impl<'de> Deserialize<'de> for SourceConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         let map = BTreeMap::<String, serde_yaml_ng::Value>::deserialize(d)?;
-        if map.len() != 1 {
-            return Err(D::Error::custom(format!(
-                "a source is a mapping with one key, its kind (s3, sqs, cloudwatch_logs, kafka, stdin, files); found {}",
-                if map.is_empty() {
-                    "none".to_string()
-                } else {
-                    map.keys().cloned().collect::<Vec<_>>().join(", ")
-                }
-            )));
-        }
-        let Some((kind, body)) = map.into_iter().next() else {
-            return Err(D::Error::custom("empty source"));
-        };
-        let body = if body.is_null() {
-            serde_yaml_ng::Value::Mapping(Default::default())
-        } else {
-            body
-        };
+        let (kind, body) = crate::config::one_kind::<D::Error>(
+            map,
+            "source",
+            "s3, sqs, cloudwatch_logs, kafka, stdin, files",
+        )?;
         let e = |err: serde_yaml_ng::Error| D::Error::custom(format!("{kind}: {err}"));
         Ok(match kind.as_str() {
             "s3" => SourceConfig::S3(serde_yaml_ng::from_value(body).map_err(e)?),

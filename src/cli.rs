@@ -27,7 +27,9 @@ Examples:
   cat 123456789012_CloudTrail_us-east-1_20241201T0000Z_abc.json.gz | trailhound
   trailhound detect logs/ more.json.gz --rules my-rules/ --dead-letter bad.ndjson
   zcat *.json.gz | trailhound --stats json 2>stats.json | jq .rule.title
-  trailhound rules test my-rules/
+  trailhound rules validate my-rules/ --format sarif > rules.sarif
+  trailhound rules test my-rules/ --format junit > rules-junit.xml
+  trailhound rules explain aws_console_login_without_mfa event.json
 
 Exit codes: 0 ran to the end; 1 --fail-on level reached, or rule validation/tests failed;
 2 usage, configuration or rule error; 3 an input could not be opened or read to its end.";
@@ -89,12 +91,131 @@ pub enum ArchiveCommand {
 /// `trailhound rules …`
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
-    /// Load and compile rules; report every error with file:line:column.
-    Validate(RuleSetArgs),
-    /// Run the tests beside each rule (`x.yml` is tested by `x.tests.yml`).
-    Test(RuleSetArgs),
-    /// List the rules that load: id, level, title, origin.
-    List(RuleSetArgs),
+    /// Check rules against schemas/rule.schema.json and compile them: duplicate ids,
+    /// tag format, selections no condition uses, regexes, unknown keys (warnings; errors
+    /// with --strict). Each problem as file:line:col; exit 1 on any error.
+    Validate(ValidateArgs),
+    /// Run the tests beside each rule (`x.yml` is tested by `x.tests.yml`); exit 1 if a
+    /// true positive does not fire or a true negative fires.
+    Test(TestArgs),
+    /// List the rules that load: id, title, level, tags, kind, source file.
+    List(ListArgs),
+    /// Show which selections and conditions of a rule matched an event, and which did not.
+    Explain(ExplainArgs),
+}
+
+/// Output of `rules validate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ValidateFormat {
+    /// `file:line:col: error: message [check]`, one per line, then a summary.
+    Text,
+    /// One JSON object: counts and every diagnostic.
+    Json,
+    /// SARIF 2.1.0 (GitHub code scanning, GitLab, Azure DevOps).
+    Sarif,
+    /// JUnit XML: one test case per rule file.
+    Junit,
+}
+
+/// Output of `rules test`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TestFormat {
+    /// A line per failure, then a summary.
+    Text,
+    /// One JSON object: counts and every case.
+    Json,
+    /// JUnit XML: a test suite per tests file, a test case per case.
+    Junit,
+}
+
+/// Output of `rules list` and `rules explain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    /// Aligned columns (list) or an indented explanation (explain).
+    Table,
+    /// JSON.
+    Json,
+}
+
+/// `rules validate`
+#[derive(Debug, Args, Clone)]
+pub struct ValidateArgs {
+    /// Which rules.
+    #[command(flatten)]
+    pub set: RuleSetArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
+    pub format: ValidateFormat,
+}
+
+/// `rules test`
+#[derive(Debug, Args, Clone)]
+pub struct TestArgs {
+    /// Which rules.
+    #[command(flatten)]
+    pub set: RuleSetArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = TestFormat::Text)]
+    pub format: TestFormat,
+}
+
+/// `rules list`
+#[derive(Debug, Args, Clone)]
+pub struct ListArgs {
+    /// Which rules.
+    #[command(flatten)]
+    pub set: RuleSetArgs,
+    /// Which of them run (as in detect).
+    #[command(flatten)]
+    pub tuning: TuningArgs,
+    /// Only rules at or above this level.
+    #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
+    pub min_level: Option<Level>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+/// `rules explain RULE EVENT`
+#[derive(Debug, Args, Clone)]
+pub struct ExplainArgs {
+    /// A rule id or name (of the built-in pack or of --rules), or a rule file (every
+    /// rule in it).
+    pub rule: String,
+    /// A JSON record, a file of them (NDJSON, {"Records":[…]}, a JSON array; gzip is
+    /// detected), or `-` for stdin. Each record is explained.
+    pub event: PathBuf,
+    /// More rule files or directories to find RULE in (and the rules a correlation reads).
+    #[arg(long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
+    /// Leave out the built-in pack.
+    #[arg(long)]
+    pub no_builtin: bool,
+    /// Values of `%name%` placeholders for the `expand` modifier.
+    #[arg(long, value_name = "FILE")]
+    pub placeholders: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+/// Which loaded rules run (`detect`, `run`, `rules list`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct TuningArgs {
+    /// Run only this rule (id or name; repeatable or comma-separated). Rules that a
+    /// selected correlation reads run too.
+    #[arg(long = "rule", value_name = "ID", value_delimiter = ',')]
+    pub rule: Vec<String>,
+    /// Do not run this rule (id or name; repeatable or comma-separated).
+    #[arg(long = "exclude-rule", value_name = "ID", value_delimiter = ',')]
+    pub exclude_rule: Vec<String>,
+    /// Run only rules with one of these tags (comma-separated; a trailing * matches a
+    /// prefix: attack.t1078*).
+    #[arg(long, value_name = "TAG", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Sigma filter documents (files or directories) to apply to the rules they name.
+    #[arg(long = "filters", value_name = "PATH")]
+    pub filters: Vec<PathBuf>,
 }
 
 /// Which rules a `rules` subcommand works on.
@@ -108,7 +229,7 @@ pub struct RuleSetArgs {
     /// Include the built-in pack even when paths are given.
     #[arg(long, conflicts_with = "no_builtin")]
     pub builtin: bool,
-    /// Treat warnings (unknown keys) as errors.
+    /// Treat warnings (unknown keys, unknown tag namespaces) as errors.
     #[arg(long)]
     pub strict: bool,
     /// Values of `%name%` placeholders for the `expand` modifier: a YAML mapping of
@@ -167,6 +288,9 @@ pub struct DetectArgs {
     /// Only run rules at or above this level.
     #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
     pub min_level: Option<Level>,
+    /// Which loaded rules run.
+    #[command(flatten)]
+    pub tuning: TuningArgs,
     /// Send findings to these Kafka brokers (with --kafka-topic) instead of stdout;
     /// replaces the config's `sinks:`.
     #[arg(long, value_name = "HOST:PORT,…", requires = "kafka_topic")]

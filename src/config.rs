@@ -33,9 +33,18 @@ pub struct RulesSection {
     pub paths: Vec<PathBuf>,
     /// Load the built-in pack (default true).
     pub builtin: Option<bool>,
-    /// Rule ids not to load.
+    /// Rule ids (or names) not to run.
     #[serde(default)]
     pub disable: Vec<String>,
+    /// Run only these rule ids or names (and what selected correlations read).
+    #[serde(default)]
+    pub enable: Vec<String>,
+    /// Run only rules with one of these tags (a trailing `*` matches a prefix).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Sigma filter documents (files or directories).
+    #[serde(default)]
+    pub filters: Vec<PathBuf>,
     /// Lowest level run.
     pub min_level: Option<String>,
     /// `expand` placeholder values.

@@ -35,7 +35,7 @@ fn run() -> anyhow::Result<i32> {
     let code = match &cli.command {
         Some(Command::Rules(cmd)) => {
             init_logging("warn");
-            app::rules(cmd)
+            app::rules::run(cmd)
         }
         Some(Command::Config(trailhound::cli::ConfigCommand::Check { file })) => {
             init_logging("warn");

@@ -129,6 +129,8 @@ enum Node {
 struct Test {
     sel: Selector,
     op: Op,
+    /// The test as written (`$.eventName = ConsoleLogin`), for `rules explain`.
+    source: Box<str>,
 }
 
 /// `$.a.b[0]`: the steps walked exactly, and the same path as a [`FieldPath`] (whose
@@ -280,6 +282,19 @@ impl MetricPattern {
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// Each test of the pattern with whether it held on `rec` (`rules explain`).
+    pub fn explain(&self, rec: &RootCache<'_, '_>) -> Vec<(String, bool)> {
+        fn walk(n: &Node, rec: &RootCache<'_, '_>, out: &mut Vec<(String, bool)>) {
+            match n {
+                Node::And(items) | Node::Or(items) => items.iter().for_each(|i| walk(i, rec, out)),
+                Node::Test(t) => out.push((t.source.to_string(), t.matches(rec))),
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root, rec, &mut out);
+        out
     }
 }
 
@@ -645,6 +660,7 @@ impl Parser {
     }
 
     fn test(&mut self) -> Result<Test, PatternError> {
+        let start = self.pos;
         let sel = self.selector()?;
         self.skip_ws();
         let at = self.pos;
@@ -687,7 +703,12 @@ impl Parser {
                 return Err(self.err_here(format!("expected {OPERATORS}, found {c:?}")));
             }
         };
-        Ok(Test { sel, op })
+        let source: String = self.chars[start..self.pos].iter().collect();
+        Ok(Test {
+            sel,
+            op,
+            source: source.trim().into(),
+        })
     }
 
     fn keyword(&mut self, at: usize) -> Result<Op, PatternError> {

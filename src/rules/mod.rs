@@ -19,8 +19,10 @@
 pub mod builtin;
 pub mod collection;
 pub mod correlation;
+pub mod explain;
 pub mod fieldmap;
 pub mod index;
+pub mod lint;
 pub mod metric;
 pub mod selftest;
 pub mod sigma;
@@ -140,10 +142,61 @@ pub struct RuleMeta {
     pub falsepositives: Vec<String>,
     /// `fields`
     pub fields: Vec<String>,
+    /// `related:` entries.
+    pub related: Vec<Related>,
     /// The file the rule is in.
     pub origin: Origin,
     /// The line its document starts on.
     pub line: usize,
+}
+
+impl RuleMeta {
+    /// Whether `key` names this rule (its id or its `name`).
+    pub fn is_named(&self, key: &str) -> bool {
+        self.id == key || self.name.as_deref() == Some(key)
+    }
+
+    /// Ids this rule supersedes (`related` of type `obsolete`, or `obsoletes`).
+    pub fn obsoletes(&self) -> impl Iterator<Item = &str> {
+        self.related
+            .iter()
+            .filter(|r| r.kind == "obsolete" || r.kind == "obsoletes")
+            .map(|r| r.id.as_str())
+    }
+}
+
+/// One `related:` entry of a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Related {
+    /// The other rule's id.
+    pub id: String,
+    /// `derived`, `obsolete` (or `obsoletes`), `merged`, `renamed` or `similar`.
+    pub kind: String,
+}
+
+/// A Sigma filter document: a detection that, where it matches, silences the rules it
+/// names (Sigma Filters specification).
+#[derive(Debug, Clone)]
+pub struct FilterDoc {
+    /// Its title, id and the rest (level and tags are unused).
+    pub meta: RuleMeta,
+    /// The ids (or names) of the rules it applies to, with their positions.
+    pub rules: Vec<(String, Mark)>,
+    /// Its selections and condition.
+    pub detection: Detection,
+}
+
+/// A filter applied to a rule.
+#[derive(Debug, Clone)]
+pub struct AppliedFilter {
+    /// The filter's id.
+    pub id: String,
+    /// The filter's title.
+    pub title: String,
+    /// Where the filter is.
+    pub origin: Origin,
+    /// What it matches.
+    pub detection: Detection,
 }
 
 /// What a rule is.
@@ -197,6 +250,8 @@ pub struct CompiledRule {
     pub suppress: Option<correlation::Suppress>,
     /// A correlation rule's spec (resolved by [`correlation::link`]).
     pub correlation: Option<correlation::CorrelationSpec>,
+    /// Sigma filters that apply: a record any of them matches does not match the rule.
+    filters: Vec<AppliedFilter>,
 }
 
 impl CompiledRule {
@@ -230,7 +285,13 @@ impl CompiledRule {
             alarm: None,
             suppress: None,
             correlation: None,
+            filters: Vec::new(),
         }
+    }
+
+    /// The Sigma filters applied to this rule.
+    pub fn filters(&self) -> &[AppliedFilter] {
+        &self.filters
     }
 
     /// Sets `suppress:`.
@@ -246,11 +307,12 @@ impl CompiledRule {
     /// Whether the record behind `rec` matches this rule, sharing its lookups.
     #[inline]
     pub fn matches_cached(&self, rec: &RootCache<'_, '_>) -> bool {
-        match &self.matcher {
+        let hit = match &self.matcher {
             Matcher::Detection(d) => d.matches(rec),
             Matcher::Pattern(p) => p.matches(rec),
             Matcher::Never => false,
-        }
+        };
+        hit && !self.filters.iter().any(|f| f.detection.matches(rec))
     }
 
     /// The finding's `rule` object as JSON.
@@ -273,6 +335,9 @@ impl CompiledRule {
             Matcher::Detection(d) => d.paths_mut(f),
             Matcher::Pattern(p) => p.paths_mut(f),
             Matcher::Never => {}
+        }
+        for flt in &mut self.filters {
+            flt.detection.paths_mut(f);
         }
     }
 }
@@ -354,6 +419,77 @@ pub enum RuleErrorKind {
     /// The file cannot be read.
     #[error("cannot read rule file: {0}")]
     Io(String),
+    /// `schemas/rule.schema.json` rejects the document.
+    #[error("schema: {0}")]
+    Schema(String),
+    /// A tag of a known namespace has the wrong format.
+    #[error("tag '{tag}': {why}")]
+    BadTag {
+        /// The tag as written.
+        tag: String,
+        /// What the namespace expects.
+        why: String,
+    },
+    /// A tag namespace the Sigma tags appendix does not define (a warning).
+    #[error(
+        "tag '{0}' is in a namespace Sigma does not define (attack, car, cve, d3fend, detection, stp, tlp)"
+    )]
+    UnknownTagNamespace(String),
+    /// The same tag twice in one rule.
+    #[error("tag '{0}' is listed twice")]
+    DuplicateTag(String),
+    /// A selection the condition never refers to: it can never affect a match.
+    #[error("selection '{0}' is not used by the condition, so it never affects a match")]
+    UnusedSelection(String),
+    /// A `related` entry or filter names a rule that is not loaded (a warning).
+    #[error("{0}")]
+    Unresolved(String),
+}
+
+impl RuleErrorKind {
+    /// Whether `rules validate` reports this as a warning (an error under `--strict`);
+    /// everything else is an error. Warnings never stop a rule from loading.
+    pub fn is_warning(&self) -> bool {
+        matches!(
+            self,
+            RuleErrorKind::UnknownKey(_)
+                | RuleErrorKind::UnknownTagNamespace(_)
+                | RuleErrorKind::IgnoredTimeframe
+                | RuleErrorKind::Unresolved(_)
+        )
+    }
+
+    /// A stable short name of the check, for JSON and SARIF output (`ruleId`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            RuleErrorKind::Yaml(_) => "yaml",
+            RuleErrorKind::MissingKey(_) => "missing-key",
+            RuleErrorKind::TypeMismatch { .. } => "type",
+            RuleErrorKind::UnknownModifier { .. } => "unknown-modifier",
+            RuleErrorKind::ConflictingModifiers { .. } | RuleErrorKind::KeywordModifiersInMap => {
+                "modifier-conflict"
+            }
+            RuleErrorKind::UndefinedIdentifier(_) => "undefined-selection",
+            RuleErrorKind::Condition(_) => "condition",
+            RuleErrorKind::BadPath(_) => "field-path",
+            RuleErrorKind::BadValue(v) if v.starts_with("bad regular expression") => "regex",
+            RuleErrorKind::BadValue(_) => "value",
+            RuleErrorKind::BadLevel(_) => "level",
+            RuleErrorKind::Unsupported(_) => "unsupported",
+            RuleErrorKind::IgnoredTimeframe => "ignored-timeframe",
+            RuleErrorKind::Pattern(_) => "metric-filter-pattern",
+            RuleErrorKind::Correlation(_) => "correlation",
+            RuleErrorKind::UnknownKey(_) => "unknown-key",
+            RuleErrorKind::DuplicateId(..) => "duplicate-id",
+            RuleErrorKind::Io(_) => "io",
+            RuleErrorKind::Schema(_) => "schema",
+            RuleErrorKind::BadTag { .. } => "tag",
+            RuleErrorKind::UnknownTagNamespace(_) => "tag-namespace",
+            RuleErrorKind::DuplicateTag(_) => "duplicate-tag",
+            RuleErrorKind::UnusedSelection(_) => "unused-selection",
+            RuleErrorKind::Unresolved(_) => "unresolved-reference",
+        }
+    }
 }
 
 fn modifier_hint(m: &str) -> &'static str {
@@ -401,6 +537,51 @@ impl RuleError {
     }
 }
 
+/// Which loaded rules run: `--rule`, `--exclude-rule`, `--tags`, `--min-level` and the
+/// config's `rules.enable` / `rules.disable` / `rules.tags` / `rules.min_level`.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Only these rules (id or `name`); empty = all.
+    pub only: Vec<String>,
+    /// Never these (id or `name`).
+    pub exclude: Vec<String>,
+    /// Only rules with one of these tags (case-insensitive; a trailing `*` matches a
+    /// prefix: `attack.t1078*`); empty = all.
+    pub tags: Vec<String>,
+    /// Only rules at or above this level.
+    pub min_level: Option<Level>,
+}
+
+impl Selection {
+    fn is_empty(&self) -> bool {
+        self.only.is_empty()
+            && self.exclude.is_empty()
+            && self.tags.is_empty()
+            && self.min_level.is_none()
+    }
+
+    /// Whether a rule passes `only`, `tags` and `min_level` (not `exclude`).
+    pub fn keeps(&self, m: &RuleMeta) -> bool {
+        (self.only.is_empty() || self.only.iter().any(|k| m.is_named(k)))
+            && (self.tags.is_empty()
+                || self
+                    .tags
+                    .iter()
+                    .any(|want| m.tags.iter().any(|t| tag_matches(want, t))))
+            && self.min_level.is_none_or(|min| m.level >= min)
+    }
+}
+
+/// `attack.t1078*` matches `attack.t1078.004`; otherwise equal, ignoring case.
+fn tag_matches(want: &str, tag: &str) -> bool {
+    match want.strip_suffix('*') {
+        Some(prefix) => tag
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix)),
+        None => tag.eq_ignore_ascii_case(want),
+    }
+}
+
 /// Which rules to load.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -422,6 +603,12 @@ pub struct LoadReport {
     pub skipped: Vec<(String, String)>,
     /// Rule files read.
     pub files: usize,
+    /// Every rule file read, in load order (as `Origin` displays it).
+    pub sources: Vec<String>,
+    /// Sigma filter documents loaded.
+    pub filters: usize,
+    /// Rules left out because a loaded rule obsoletes them: (id, file, superseding id).
+    pub superseded: Vec<(String, String, String)>,
 }
 
 /// A rule file given on the command line that cannot be found.
@@ -461,6 +648,85 @@ fn assign_slots(rules: &mut [CompiledRule]) {
             p.set_slot(slot as u8);
         });
     }
+}
+
+/// The index of the top-level entry of `doc` that `m` falls in (entries are in
+/// document order, so it is the last one starting at or before `m`).
+fn top_level_key_at(doc: &yaml::Yaml, m: Mark) -> usize {
+    doc.as_map().map_or(0, |entries| {
+        entries
+            .iter()
+            .rposition(|(k, _)| (k.mark.line, k.mark.col) <= (m.line, m.col))
+            .unwrap_or(0)
+    })
+}
+
+/// Attaches each filter to the rules it names (by id or `name`); a name that matches no
+/// loaded rule, or only a correlation, is a warning.
+fn apply_filters(rules: &mut [CompiledRule], filters: Vec<FilterDoc>, report: &mut LoadReport) {
+    report.filters += filters.len();
+    for f in filters {
+        for (name, mark) in &f.rules {
+            let mut found = false;
+            for r in rules.iter_mut().filter(|r| r.meta.is_named(name)) {
+                found = true;
+                if r.kind == RuleKind::Correlation {
+                    report.warnings.push(RuleError {
+                        file: f.meta.origin.to_string(),
+                        line: mark.line,
+                        col: mark.col,
+                        kind: RuleErrorKind::Unresolved(format!(
+                            "filter '{}' names correlation rule '{name}'; filters apply to single-record rules (filter the rules it correlates)",
+                            f.meta.title
+                        )),
+                    });
+                    continue;
+                }
+                r.filters.push(AppliedFilter {
+                    id: f.meta.id.clone(),
+                    title: f.meta.title.clone(),
+                    origin: f.meta.origin.clone(),
+                    detection: f.detection.clone(),
+                });
+            }
+            if !found {
+                report.warnings.push(RuleError {
+                    file: f.meta.origin.to_string(),
+                    line: mark.line,
+                    col: mark.col,
+                    kind: RuleErrorKind::Unresolved(format!(
+                        "filter '{}' names rule '{name}', which is not loaded",
+                        f.meta.title
+                    )),
+                });
+            }
+        }
+    }
+}
+
+/// Leaves out every rule that a loaded rule obsoletes (`related: [{id, type: obsolete}]`),
+/// so loading SigmaHQ's rules beside the built-in pack runs the newer rule once.
+fn drop_superseded(rules: &mut Vec<CompiledRule>, report: &mut LoadReport) {
+    let mut gone: Vec<(String, String)> = Vec::new();
+    for r in rules.iter() {
+        for old in r.meta.obsoletes() {
+            if old != r.meta.id && rules.iter().any(|o| o.meta.id == old) {
+                gone.push((old.to_string(), r.meta.id.clone()));
+            }
+        }
+    }
+    if gone.is_empty() {
+        return;
+    }
+    rules.retain(|r| match gone.iter().find(|(old, _)| *old == r.meta.id) {
+        Some((old, by)) => {
+            report
+                .superseded
+                .push((old.clone(), r.meta.origin.to_string(), by.clone()));
+            false
+        }
+        None => true,
+    });
 }
 
 /// Whether a path is a rule file (and not a test sidecar).
@@ -527,8 +793,10 @@ impl RulePack {
         ctx: &CompileContext,
     ) -> RulePack {
         let mut rules: Vec<CompiledRule> = Vec::new();
+        let mut filters: Vec<FilterDoc> = Vec::new();
         for (origin, text) in sources {
             report.files += 1;
+            report.sources.push(origin.to_string());
             let docs = match yaml::load_documents(text) {
                 Ok(d) => d,
                 Err(e) => {
@@ -552,6 +820,18 @@ impl RulePack {
             for doc in &docs {
                 let mut warns = Vec::new();
                 let parsed = parse_document(doc, origin, &mut warns, ctx);
+                // The schema often restates what compiling found (a bad level, a
+                // selection of the wrong type): when compiling failed, the schema's
+                // findings under the same top-level key are left out.
+                let failed_in = match &parsed {
+                    Err(l) => Some(top_level_key_at(doc, l.mark)),
+                    _ => None,
+                };
+                warns.extend(
+                    lint::schema_problems(doc)
+                        .into_iter()
+                        .filter(|l| Some(top_level_key_at(doc, l.mark)) != failed_in),
+                );
                 report
                     .warnings
                     .extend(warns.into_iter().map(|w| RuleError::at(origin, w)));
@@ -590,6 +870,7 @@ impl RulePack {
                             rules.push(rule);
                         }
                     }
+                    Ok(Parsed::Filter(f)) => filters.push(*f),
                     Ok(Parsed::Skipped(reason)) => {
                         report.skipped.push((origin.to_string(), reason));
                     }
@@ -597,6 +878,8 @@ impl RulePack {
                 }
             }
         }
+        apply_filters(&mut rules, filters, report);
+        drop_superseded(&mut rules, report);
         Self::build(rules, Some(report))
     }
 
@@ -670,21 +953,29 @@ impl RulePack {
         !self.linked.defs.is_empty() || self.rules.iter().any(|r| r.suppress.is_some())
     }
 
-    /// Keeps rules at or above `min`, and every rule a kept correlation needs.
-    pub fn retain_min_level(self, min: Level) -> RulePack {
-        let keep: Vec<bool> = self.rules.iter().map(|r| r.meta.level >= min).collect();
-        self.retain(keep)
-    }
-
-    /// Leaves out the rules with these ids (`rules.disable`). A correlation that names
-    /// a disabled rule no longer links and is left out too, without an error.
-    pub fn without_ids(self, ids: &[String]) -> RulePack {
-        let keep: Vec<bool> = self
+    /// Applies a [`Selection`]: keeps the rules it selects and what kept correlations
+    /// read, then leaves out the excluded ones (and the correlations that need them).
+    /// Names in `only`/`exclude` that match no loaded rule are returned, so the caller
+    /// can refuse a typo instead of silently running nothing.
+    pub fn select(self, sel: &Selection) -> (RulePack, Vec<String>) {
+        let unknown: Vec<String> = sel
+            .only
+            .iter()
+            .chain(&sel.exclude)
+            .filter(|k| !self.rules.iter().any(|r| r.meta.is_named(k)))
+            .cloned()
+            .collect();
+        if sel.is_empty() {
+            return (self, unknown);
+        }
+        let keep: Vec<bool> = self.rules.iter().map(|r| sel.keeps(&r.meta)).collect();
+        let kept = self.retain(keep);
+        let keep: Vec<bool> = kept
             .rules
             .iter()
-            .map(|r| !ids.contains(&r.meta.id))
+            .map(|r| !sel.exclude.iter().any(|k| r.meta.is_named(k)))
             .collect();
-        self.retain_exact(keep)
+        (kept.retain_exact(keep), unknown)
     }
 
     /// Keeps the `keep` rules plus what kept correlations and alarms read.

@@ -43,6 +43,109 @@ pub enum Cond {
 pub struct Detection {
     selections: Vec<Selection>,
     cond: Cond,
+    /// Selection names, by index (for `rules explain`).
+    names: Vec<String>,
+    /// The condition(s) as written.
+    conditions: Vec<String>,
+}
+
+/// What one field test made of a record (`rules explain`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TestTrace {
+    /// The entry as written.
+    pub test: String,
+    /// Whether it held.
+    pub held: bool,
+    /// The record's value at the field (compact JSON), `None` when absent or for a
+    /// test over the whole record.
+    pub value: Option<String>,
+}
+
+/// What one selection made of a record.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SelectionTrace {
+    /// The selection's name.
+    pub name: String,
+    /// Whether it matched.
+    pub matched: bool,
+    /// A field selection: its groups (any may match), each a list of tests (all must).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<Vec<TestTrace>>,
+    /// A keyword selection.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub keywords: bool,
+}
+
+/// A whole detection on one record: the condition with each selection's result in
+/// place, and every selection.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DetectionTrace {
+    /// Whether the detection matched.
+    pub matched: bool,
+    /// The condition as written.
+    pub condition: Vec<String>,
+    /// The compiled condition with results: `selection=true and not filter=false`.
+    pub evaluated: String,
+    /// Every selection, in rule order.
+    pub selections: Vec<SelectionTrace>,
+}
+
+impl Cond {
+    fn render(&self, names: &[String], results: &[bool], out: &mut String, top: bool) {
+        let word = |b: bool| if b { "true" } else { "false" };
+        match self {
+            Cond::Sel(i) => {
+                out.push_str(&names[*i]);
+                out.push('=');
+                out.push_str(word(results[*i]));
+            }
+            Cond::Not(c) => {
+                out.push_str("not ");
+                c.render(names, results, out, false);
+            }
+            Cond::And(v) | Cond::Or(v) => {
+                let op = if matches!(self, Cond::And(_)) {
+                    " and "
+                } else {
+                    " or "
+                };
+                if !top {
+                    out.push('(');
+                }
+                for (k, c) in v.iter().enumerate() {
+                    if k > 0 {
+                        out.push_str(op);
+                    }
+                    c.render(names, results, out, false);
+                }
+                if !top {
+                    out.push(')');
+                }
+            }
+            Cond::AtLeast(n, sels) => {
+                out.push_str(&format!("{n} of ("));
+                for (k, i) in sels.iter().enumerate() {
+                    if k > 0 {
+                        out.push_str(", ");
+                    }
+                    out.push_str(&names[*i]);
+                    out.push('=');
+                    out.push_str(word(results[*i]));
+                }
+                out.push(')');
+            }
+        }
+    }
+
+    /// Sets `used[i]` for every selection the condition can evaluate.
+    fn mark_used(&self, used: &mut [bool]) {
+        match self {
+            Cond::Sel(i) => used[*i] = true,
+            Cond::Not(c) => c.mark_used(used),
+            Cond::And(v) | Cond::Or(v) => v.iter().for_each(|c| c.mark_used(used)),
+            Cond::AtLeast(_, sels) => sels.iter().for_each(|i| used[*i] = true),
+        }
+    }
 }
 
 impl Selection {
@@ -88,6 +191,69 @@ impl Detection {
     #[inline]
     pub fn matches(&self, rec: &RootCache<'_, '_>) -> bool {
         self.eval(&self.cond, rec)
+    }
+
+    /// Selection names, in rule order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Every selection and test on `rec`, and the condition over them: what `rules
+    /// explain` prints. Not for the hot path (it allocates).
+    pub fn explain(&self, rec: &RootCache<'_, '_>) -> DetectionTrace {
+        let mut selections = Vec::with_capacity(self.selections.len());
+        for (name, sel) in self.names.iter().zip(&self.selections) {
+            let trace = match sel {
+                Selection::Fields(groups) => SelectionTrace {
+                    name: name.clone(),
+                    matched: sel.matches(rec),
+                    groups: groups
+                        .iter()
+                        .map(|g| {
+                            g.iter()
+                                .map(|t| TestTrace {
+                                    test: t.source().to_string(),
+                                    held: t.matches(rec),
+                                    value: t.path().and_then(|p| {
+                                        let v = p.first_cached(rec)?;
+                                        let mut out = Vec::new();
+                                        crate::finding::write_value(&mut out, Some(v));
+                                        let mut text = String::from_utf8_lossy(&out).into_owned();
+                                        if text.len() > 200 {
+                                            let mut cut = 200;
+                                            while !text.is_char_boundary(cut) {
+                                                cut -= 1;
+                                            }
+                                            text.truncate(cut);
+                                            text.push('…');
+                                        }
+                                        Some(text)
+                                    }),
+                                })
+                                .collect()
+                        })
+                        .collect(),
+                    keywords: false,
+                },
+                Selection::Keywords(_) => SelectionTrace {
+                    name: name.clone(),
+                    matched: sel.matches(rec),
+                    groups: Vec::new(),
+                    keywords: true,
+                },
+            };
+            selections.push(trace);
+        }
+        let results: Vec<bool> = selections.iter().map(|s| s.matched).collect();
+        let mut evaluated = String::new();
+        self.cond
+            .render(&self.names, &results, &mut evaluated, true);
+        DetectionTrace {
+            matched: self.matches(rec),
+            condition: self.conditions.clone(),
+            evaluated,
+            selections,
+        }
     }
 
     /// Every path the detection reads, for slot assignment.
@@ -319,6 +485,7 @@ pub fn compile_detection(
         )
     })?;
     let mut names = Vec::new();
+    let mut name_marks = Vec::new();
     let mut selections = Vec::new();
     let mut conditions: Vec<&Yaml> = Vec::new();
     for (k, v) in map {
@@ -334,6 +501,7 @@ pub fn compile_detection(
             _ => {
                 selections.push(compile_selection(name, v, ctx)?);
                 names.push(name.to_string());
+                name_marks.push(k.mark);
             }
         }
     }
@@ -344,6 +512,7 @@ pub fn compile_detection(
         ));
     }
     let mut conds = Vec::new();
+    let mut texts = Vec::new();
     for c in conditions {
         let text = c.as_str().ok_or_else(|| {
             err(
@@ -365,13 +534,29 @@ pub fn compile_detection(
             )
         })?;
         conds.push(compile_cond(&ast, &names, c.mark)?);
+        texts.push(text.to_string());
     }
     let cond = if conds.len() == 1 {
         conds.remove(0)
     } else {
         Cond::Or(conds)
     };
-    Ok(Detection { selections, cond })
+    let mut used = vec![false; selections.len()];
+    cond.mark_used(&mut used);
+    for (i, u) in used.iter().enumerate() {
+        if !u {
+            warn.push(err(
+                name_marks[i],
+                RuleErrorKind::UnusedSelection(names[i].clone()),
+            ));
+        }
+    }
+    Ok(Detection {
+        selections,
+        cond,
+        names,
+        conditions: texts,
+    })
 }
 
 #[cfg(test)]

@@ -49,6 +49,33 @@ pub struct FieldTest {
     path: Option<FieldPath>,
     kind: TestKind,
     negate: bool,
+    /// `key: values` as written, for `rules explain`.
+    source: Box<str>,
+}
+
+/// `key: value` or `key: [a, b, …]` as a rule author wrote it (long lists shortened).
+fn source_text(key: &Yaml, value: &Yaml) -> Box<str> {
+    fn scalar(y: &Yaml) -> String {
+        match &y.kind {
+            Kind::Null => "null".into(),
+            Kind::Str(s) if s.is_empty() || s.contains([':', '#', '*', ' ']) || y.quoted => {
+                format!("'{}'", s.replace('\'', "''"))
+            }
+            _ => y.as_scalar_text().unwrap_or("…").to_string(),
+        }
+    }
+    let key = key.as_scalar_text().unwrap_or_default();
+    let value = match &value.kind {
+        Kind::Seq(items) => {
+            let mut parts: Vec<String> = items.iter().take(6).map(scalar).collect();
+            if items.len() > 6 {
+                parts.push(format!("… {} more", items.len() - 6));
+            }
+            format!("[{}]", parts.join(", "))
+        }
+        _ => scalar(value),
+    };
+    format!("{key}: {value}").into_boxed_str()
 }
 
 /// Formats a non-string scalar as Sigma string values compare with it.
@@ -154,6 +181,11 @@ impl FieldTest {
     /// The field's path (`None` for a keyword test over the whole record).
     pub fn path(&self) -> Option<&FieldPath> {
         self.path.as_ref()
+    }
+
+    /// The entry as written (`eventName|startswith: [List, Describe]`).
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// Whole-value ASCII literals this test requires, if it is a plain equality test.
@@ -600,6 +632,7 @@ pub fn compile_field(key: &Yaml, value: &Yaml, ctx: &CompileContext) -> Result<F
             path,
             kind: TestKind::Exists(want),
             negate: m.neq,
+            source: source_text(key, value),
         });
     }
     let items: Vec<&Yaml> = match &value.kind {
@@ -638,6 +671,7 @@ pub fn compile_field(key: &Yaml, value: &Yaml, ctx: &CompileContext) -> Result<F
         path,
         kind,
         negate: m.neq,
+        source: source_text(key, value),
     })
 }
 

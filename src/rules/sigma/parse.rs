@@ -18,6 +18,8 @@ pub enum Parsed {
     Skipped(String),
     /// A correlation rule, linked to the rules it names once every document is loaded.
     Correlation(Box<(RuleMeta, crate::rules::correlation::CorrelationSpec)>),
+    /// A Sigma filter, applied to the rules it names once every document is loaded.
+    Filter(Box<crate::rules::FilterDoc>),
 }
 
 /// Metadata keys every rule kind shares (Sigma's, plus `suppress`).
@@ -135,6 +137,11 @@ pub fn parse_document(
             "rule collections (action: global/reset/repeat) are not supported yet".into(),
         ));
     }
+    if let Some(filter) = doc.get("filter")
+        && doc.get("detection").is_none()
+    {
+        return parse_filter(doc, filter, origin, warn, ctx);
+    }
     if let Some(corr) = doc.get("correlation") {
         let meta = parse_meta(doc, origin, warn, crate::rules::correlation::KNOWN_KEYS)?;
         let spec = crate::rules::correlation::parse_spec(corr, doc)?;
@@ -187,6 +194,66 @@ pub fn parse_document(
     Ok(Parsed::Rule(Box::new(rule)))
 }
 
+/// Keys of a Sigma filter besides [`META_KEYS`].
+const FILTER_KEYS: &[&str] = &["logsource", "filter"];
+
+/// A Sigma filter document: `filter: {rules: [...], <selections>, condition}`. Its
+/// selections and condition compile like a detection; a record the filter matches is
+/// not reported by the rules it names.
+fn parse_filter(
+    doc: &Yaml,
+    filter: &Yaml,
+    origin: &Origin,
+    warn: &mut Vec<Located>,
+    ctx: &CompileContext,
+) -> Result<Parsed, Located> {
+    let meta = parse_meta(doc, origin, warn, FILTER_KEYS)?;
+    if let Err(reason) = applies_or_default(doc)? {
+        return Ok(Parsed::Skipped(reason));
+    }
+    let Some(entries) = filter.as_map() else {
+        return Err(type_err(filter, "filter", "a mapping"));
+    };
+    let rules_node = filter.get("rules").ok_or(Located {
+        mark: filter.mark,
+        kind: RuleErrorKind::MissingKey("filter.rules"),
+    })?;
+    let rules: Vec<(String, crate::rules::yaml::Mark)> = match &rules_node.kind {
+        Kind::Seq(items) => items
+            .iter()
+            .map(|i| {
+                i.as_scalar_text()
+                    .map(|t| (t.to_string(), i.mark))
+                    .ok_or_else(|| type_err(i, "filter.rules", "a list of rule ids"))
+            })
+            .collect::<Result<_, _>>()?,
+        _ => vec![(
+            rules_node
+                .as_scalar_text()
+                .ok_or_else(|| type_err(rules_node, "filter.rules", "a list of rule ids"))?
+                .to_string(),
+            rules_node.mark,
+        )],
+    };
+    let detection = Yaml {
+        mark: filter.mark,
+        kind: Kind::Map(
+            entries
+                .iter()
+                .filter(|(k, _)| k.as_scalar_text() != Some("rules"))
+                .cloned()
+                .collect(),
+        ),
+        quoted: false,
+    };
+    let detection = compile_detection(&detection, ctx, warn)?;
+    Ok(Parsed::Filter(Box::new(crate::rules::FilterDoc {
+        meta,
+        rules,
+        detection,
+    })))
+}
+
 /// Keys of a metric-filter rule besides [`META_KEYS`].
 const METRIC_KEYS: &[&str] = &["logsource", "pattern", "alarm", "suppress"];
 
@@ -230,6 +297,7 @@ pub fn parse_meta(
             });
         }
     }
+    warn.extend(crate::rules::lint::tag_problems(doc));
     let level = match doc.get("level") {
         None => Level::Medium,
         Some(v) => {
@@ -245,6 +313,7 @@ pub fn parse_meta(
         None => derived_id(origin, &title),
     };
     Ok(RuleMeta {
+        related: related(doc)?,
         id,
         name: opt_string(doc, "name")?,
         title,
@@ -271,4 +340,24 @@ fn derived_id(origin: &Origin, title: &str) -> String {
     h.update(title.as_bytes());
     let d = h.finalize();
     d.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// `related: [{id, type}]`.
+fn related(doc: &Yaml) -> Result<Vec<crate::rules::Related>, Located> {
+    let Some(node) = doc.get("related") else {
+        return Ok(Vec::new());
+    };
+    let Kind::Seq(items) = &node.kind else {
+        return Err(type_err(node, "related", "a list of {id, type}"));
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let id = opt_string(item, "id")?;
+        let kind = opt_string(item, "type")?;
+        match (id, kind) {
+            (Some(id), Some(kind)) => out.push(crate::rules::Related { id, kind }),
+            _ => return Err(type_err(item, "related", "a list of {id, type}")),
+        }
+    }
+    Ok(out)
 }

@@ -6,11 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use crate::cli::{DetectArgs, RuleSetArgs, RulesCommand, StatsFormat, exit};
+use crate::cli::{DetectArgs, StatsFormat, exit};
 use crate::config::{ConfigError, ConfigFile};
 use crate::pipeline::{self, PipelineConfig};
-use crate::rules::{CompileContext, LoadOptions, LoadReport, RulePack, RulePathError, selftest};
+use crate::rules::{CompileContext, LoadOptions, LoadReport, RulePack, RulePathError};
 use crate::sink::{Output, SinkError};
+
+pub mod rules;
 
 /// A command that could not run.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +40,12 @@ pub enum AppError {
     /// The configuration file cannot be used.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A command line that names something that is not there.
+    #[error("{0}")]
+    Usage(String),
+    /// Whoever read stdout stopped (`| head`).
+    #[error("stdout closed")]
+    StdoutClosed,
     /// The stats file cannot be written.
     #[error("stats file {path}: {source}")]
     StatsFile {
@@ -56,15 +64,17 @@ impl AppError {
             | AppError::Strict(_)
             | AppError::Placeholders { .. }
             | AppError::Config(_)
+            | AppError::Usage(_)
             | AppError::Sink(SinkError::Config { .. }) => exit::USAGE,
             AppError::Sink(_) | AppError::StatsFile { .. } | AppError::Archive(_) => {
                 exit::INPUT_ERROR
             }
+            AppError::StdoutClosed => exit::OK,
         }
     }
 }
 
-fn log_report(report: &LoadReport, strict: bool) {
+pub(crate) fn log_report(report: &LoadReport, strict: bool) {
     for e in &report.errors {
         tracing::error!("rule skipped: {e}");
     }
@@ -184,6 +194,9 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
     let rules_cfg = file.rules.unwrap_or_default();
     let mut paths = args.rules.clone();
     paths.extend(rules_cfg.paths.iter().cloned());
+    // Sigma filter documents load like rules; they attach to the rules they name.
+    paths.extend(args.tuning.filters.iter().cloned());
+    paths.extend(rules_cfg.filters.iter().cloned());
     let opts = LoadOptions {
         builtin: !args.no_builtin && rules_cfg.builtin.unwrap_or(true),
         paths,
@@ -199,11 +212,35 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
             .as_deref()
             .and_then(crate::rules::Level::parse)
     });
-    if let Some(min) = min_level {
-        pack = pack.retain_min_level(min);
+    let pick = |flag: &[String], cfg: &[String]| {
+        if flag.is_empty() {
+            cfg.to_vec()
+        } else {
+            flag.to_vec()
+        }
+    };
+    let mut exclude = args.tuning.exclude_rule.clone();
+    exclude.extend(rules_cfg.disable.iter().cloned());
+    let selection = crate::rules::Selection {
+        only: pick(&args.tuning.rule, &rules_cfg.enable),
+        exclude,
+        tags: pick(&args.tuning.tags, &rules_cfg.tags),
+        min_level,
+    };
+    let (selected, unknown) = pack.select(&selection);
+    pack = selected;
+    for u in &unknown {
+        if selection.only.contains(u) {
+            return Err(AppError::Usage(format!(
+                "--rule / rules.enable names '{u}', but no loaded rule has that id or name (`trailhound rules list` shows them)"
+            )));
+        }
+        tracing::warn!(
+            "--exclude-rule / rules.disable names '{u}', but no loaded rule has that id or name"
+        );
     }
-    if !rules_cfg.disable.is_empty() {
-        pack = pack.without_ids(&rules_cfg.disable);
+    if pack.rules().is_empty() {
+        tracing::warn!("no rules selected: every record is only counted and archived");
     }
     tracing::debug!(
         rules = pack.rules().len(),
@@ -568,13 +605,6 @@ fn sink_configs(
     Ok(sinks)
 }
 
-fn rule_set(args: &RuleSetArgs) -> LoadOptions {
-    LoadOptions {
-        builtin: args.builtin || (args.paths.is_empty() && !args.no_builtin),
-        paths: args.paths.clone(),
-    }
-}
-
 /// `trailhound config check FILE`.
 pub fn config_check(file: &std::path::Path) -> Result<i32, AppError> {
     let (cfg, warnings) = ConfigFile::load(file)?;
@@ -613,121 +643,6 @@ pub fn archive(cmd: &crate::cli::ArchiveCommand) -> Result<i32, AppError> {
                 "{} partitions compacted: {} files into {}, {} rows kept, {} duplicate tp_ids dropped; {} partitions skipped while a writer had a file open in them",
                 s.partitions, s.files_in, s.files_out, s.rows, s.duplicates, s.busy
             );
-            Ok(exit::OK)
-        }
-    }
-}
-
-/// `trailhound rules …`; output goes to stdout (these commands print no findings).
-pub fn rules(cmd: &RulesCommand) -> Result<i32, AppError> {
-    let mut out = io::stdout().lock();
-    match cmd {
-        RulesCommand::Validate(a) => {
-            let ctx = load_placeholders(a.placeholders.as_deref())?;
-            let (pack, report) = RulePack::load_with(&rule_set(a), &ctx)?;
-            for e in &report.errors {
-                let _ = writeln!(out, "error: {e}");
-            }
-            for w in &report.warnings {
-                let _ = writeln!(out, "{}: {w}", if a.strict { "error" } else { "warning" });
-            }
-            for (f, why) in &report.skipped {
-                let _ = writeln!(out, "skipped: {f}: {why}");
-            }
-            let failures = report.errors.len() + if a.strict { report.warnings.len() } else { 0 };
-            let _ = writeln!(
-                out,
-                "{} rules loaded from {} files; {} errors, {} warnings, {} skipped",
-                pack.rules().len(),
-                report.files,
-                report.errors.len(),
-                report.warnings.len(),
-                report.skipped.len()
-            );
-            Ok(if failures > 0 {
-                exit::FINDINGS_OR_FAILURES
-            } else {
-                exit::OK
-            })
-        }
-        RulesCommand::Test(a) => {
-            let opts = rule_set(a);
-            let ctx = load_placeholders(a.placeholders.as_deref())?;
-            let (pack, report) = RulePack::load_with(&opts, &ctx)?;
-            for e in &report.errors {
-                let _ = writeln!(out, "error: {e}");
-            }
-            let mut files = if opts.builtin {
-                selftest::builtin_tests()
-            } else {
-                Vec::new()
-            };
-            files.extend(
-                selftest::tests_under(&opts.paths).map_err(|source| RulePathError {
-                    path: opts.paths.first().cloned().unwrap_or_default(),
-                    source,
-                })?,
-            );
-            let results = selftest::run(&pack, &files);
-            let mut failed = 0;
-            for r in &results {
-                if r.passed() {
-                    continue;
-                }
-                failed += 1;
-                let why = match (&r.error, r.expect) {
-                    (Some(e), _) => e.clone(),
-                    (None, Some(selftest::Expect::Match)) => "expected a match, got none".into(),
-                    (None, _) => format!("expected no match, matched {}", r.matched.join(", ")),
-                };
-                let _ = writeln!(out, "FAIL {}: {}: {why}", r.location, r.name);
-            }
-            let untested = selftest::untested(&pack, &files);
-            for o in &untested {
-                let _ = writeln!(out, "untested: {o} has no tests file");
-            }
-            let _ = writeln!(
-                out,
-                "{} cases in {} files: {} passed, {} failed; {} rule files without tests; {} rule errors",
-                results.len(),
-                files.len(),
-                results.len() - failed,
-                failed,
-                untested.len(),
-                report.errors.len()
-            );
-            let bad = failed > 0 || !report.errors.is_empty();
-            Ok(if bad {
-                exit::FINDINGS_OR_FAILURES
-            } else {
-                exit::OK
-            })
-        }
-        RulesCommand::List(a) => {
-            let ctx = load_placeholders(a.placeholders.as_deref())?;
-            let (pack, report) = RulePack::load_with(&rule_set(a), &ctx)?;
-            log_report(&report, a.strict);
-            for (i, r) in pack.rules().iter().enumerate() {
-                // id, level, kind ("+alarm" for a metric filter with an alarm,
-                // "/silent" for a rule that only feeds a correlation), title, origin.
-                let silent = if r.alarm.is_some() {
-                    "+alarm"
-                } else if pack.is_silent(i as u32) {
-                    "/silent"
-                } else {
-                    ""
-                };
-                let _ = writeln!(
-                    out,
-                    "{}\t{}\t{}{}\t{}\t{}",
-                    r.meta.id,
-                    r.meta.level,
-                    r.kind.as_str(),
-                    silent,
-                    r.meta.title,
-                    r.meta.origin
-                );
-            }
             Ok(exit::OK)
         }
     }

@@ -357,7 +357,7 @@ mod tests {
         let p = schema_problems(&docs[0]);
         let at: Vec<(usize, usize)> = p.iter().map(|l| (l.mark.line, l.mark.col)).collect();
         assert!(at.contains(&(2, 9)), "{p:?}");
-        assert!(at.contains(&(7, 8)), "{p:?}");
+        assert!(at.contains(&(7, 5)), "{p:?}");
         assert!(at.contains(&(9, 8)), "{p:?}");
         assert!(
             p.iter()

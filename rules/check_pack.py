@@ -316,7 +316,7 @@ def _normalise(v):
 # Sigma subset evaluator
 # ----------------------------------------------------------------------------
 
-ALLOWED_MODIFIERS = {"contains", "startswith", "endswith", "all"}
+ALLOWED_MODIFIERS = {"contains", "startswith", "endswith", "all", "fieldref"}
 
 
 class RuleError(Exception):
@@ -369,6 +369,15 @@ class FieldTest:
             if m not in ALLOWED_MODIFIERS:
                 raise RuleError(f"modifier {m!r} is outside the supported subset")
         self.all = "all" in mods
+        self.refs = None
+        if "fieldref" in mods:
+            if len(mods) > 1:
+                raise RuleError(f"{key}: fieldref is supported only on its own")
+            refs = values if isinstance(values, list) else [values]
+            if not refs or not all(isinstance(r, str) for r in refs):
+                raise RuleError(f"{key}: fieldref takes field names")
+            self.refs = [FieldTest(r, "*") for r in refs]
+            return
         kinds = [m for m in mods if m != "all"]
         if len(kinds) > 1:
             raise RuleError(f"{key}: more than one of contains/startswith/endswith")
@@ -414,6 +423,13 @@ class FieldTest:
 
     def matches(self, record):
         leaves = self.leaves(record)
+        if self.refs is not None:
+            mine = {str(_scalar_text(x)).lower() for x in leaves if x is not None and not isinstance(x, dict)}
+            for ref in self.refs:
+                theirs = {str(_scalar_text(x)).lower() for x in ref.leaves(record) if x is not None and not isinstance(x, dict)}
+                if mine & theirs:
+                    return True
+            return False
         if self.null:
             return all(x is None for x in leaves)
         texts = [_scalar_text(x) for x in leaves if x is not None and not isinstance(x, dict)]

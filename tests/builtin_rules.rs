@@ -73,23 +73,76 @@ fn every_builtin_rule_loads_without_errors_or_warnings() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), pack.rules().len(), "duplicate rule ids");
+    let mut reporting = 0;
     for (i, r) in pack.rules().iter().enumerate() {
         assert!(!r.meta.title.is_empty(), "{} has no title", r.meta.id);
         if pack.is_silent(i as u32) {
             continue;
         }
-        assert!(!r.meta.tags.is_empty(), "{} has no tags", r.meta.id);
+        // Every rule that reports is documented and mapped to ATT&CK: a tactic and a
+        // technique (attack.tNNNN or attack.tNNNN.NNN).
+        let m = &r.meta;
+        assert!(
+            m.tags.iter().any(|t| t
+                .strip_prefix("attack.t")
+                .is_some_and(|n| n.as_bytes().first().is_some_and(u8::is_ascii_digit))),
+            "{} has no ATT&CK technique tag",
+            m.id
+        );
+        assert!(
+            m.tags
+                .iter()
+                .any(|t| t.starts_with("attack.") && !t.starts_with("attack.t")),
+            "{} has no ATT&CK tactic tag",
+            m.id
+        );
+        assert!(m.description.is_some(), "{} has no description", m.id);
+        assert!(!m.references.is_empty(), "{} has no references", m.id);
+        assert!(
+            !m.falsepositives.is_empty(),
+            "{} has no falsepositives",
+            m.id
+        );
+        assert!(m.status.is_some(), "{} has no status", m.id);
+        reporting += 1;
     }
+    assert!(
+        reporting >= 60,
+        "the pack has {reporting} reporting rules; it promises at least 60"
+    );
     // The pack is also what the binary lists.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trailhound"))
+        .args(["rules", "list", "--format", "json"])
+        .output()
+        .expect("rules list");
+    assert!(out.status.success());
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let listed = listed.as_array().expect("array");
+    assert_eq!(listed.len(), pack.rules().len());
+    for (row, r) in listed.iter().zip(pack.rules()) {
+        assert_eq!(row["id"], r.meta.id.as_str());
+        assert_eq!(row["title"], r.meta.title.as_str());
+        assert_eq!(row["level"], r.meta.level.as_str());
+        assert_eq!(row["kind"], r.kind.as_str());
+        assert_eq!(row["file"], r.meta.origin.to_string().as_str());
+        assert_eq!(
+            row["tags"].as_array().map(Vec::len),
+            Some(r.meta.tags.len())
+        );
+    }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_trailhound"))
         .args(["rules", "list"])
         .output()
         .expect("rules list");
-    assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).lines().count(),
-        pack.rules().len()
-    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    let mut lines = table.lines();
+    let head: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(head, ["ID", "LEVEL", "KIND", "TITLE", "TAGS", "FILE"]);
+    assert_eq!(lines.count(), pack.rules().len());
 }
 
 #[test]

@@ -541,7 +541,7 @@ correlation:
     assert_eq!(out.code, 1, "{}", out.stderr);
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), out.stderr);
     assert!(
-        text.contains("corr.yml:6:11: correlation: refers to 'no_such_rule'"),
+        text.contains("corr.yml:6:11: error: correlation: refers to 'no_such_rule'"),
         "{text}"
     );
     assert!(text.contains("cycle"), "{text}");

@@ -252,6 +252,8 @@ pub struct CompiledRule {
     pub correlation: Option<correlation::CorrelationSpec>,
     /// Sigma filters that apply: a record any of them matches does not match the rule.
     filters: Vec<AppliedFilter>,
+    /// Kept only because a selected correlation reads it: it feeds, never reports.
+    pulled_in: bool,
 }
 
 impl CompiledRule {
@@ -286,6 +288,7 @@ impl CompiledRule {
             suppress: None,
             correlation: None,
             filters: Vec::new(),
+            pulled_in: false,
         }
     }
 
@@ -892,8 +895,11 @@ impl RulePack {
                 .enumerate()
                 .filter_map(|(i, r)| r.correlation.as_ref().map(|s| (i as u32, s)))
                 .collect();
-            let linked = correlation::link(&rules, &specs);
+            let mut linked = correlation::link(&rules, &specs);
             if linked.failed.is_empty() {
+                for (i, r) in rules.iter().enumerate() {
+                    linked.silent[i] |= r.pulled_in;
+                }
                 assign_slots(&mut rules);
                 let index = index::RuleIndex::build(&rules);
                 return RulePack {
@@ -979,7 +985,8 @@ impl RulePack {
     }
 
     /// Keeps the `keep` rules plus what kept correlations and alarms read.
-    fn retain(self, mut keep: Vec<bool>) -> RulePack {
+    fn retain(mut self, mut keep: Vec<bool>) -> RulePack {
+        let chosen = keep.clone();
         // Pull in the inputs of kept correlations, transitively.
         loop {
             let mut changed = false;
@@ -1001,6 +1008,9 @@ impl RulePack {
             if !changed {
                 break;
             }
+        }
+        for (r, (k, c)) in self.rules.iter_mut().zip(keep.iter().zip(&chosen)) {
+            r.pulled_in |= *k && !*c;
         }
         self.retain_exact(keep)
     }

@@ -243,6 +243,18 @@ impl FieldTest {
     }
 }
 
+/// The regex crate's syntax errors draw the pattern and a caret over several lines;
+/// a rule error is one line, so keep the last line (what is wrong).
+pub fn one_line(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    last.trim().trim_start_matches("error: ").to_string()
+}
+
 fn err(mark: Mark, kind: RuleErrorKind) -> Located {
     Located { mark, kind }
 }
@@ -502,8 +514,12 @@ fn add_value(
         } else {
             format!("(?{flags}){text}")
         };
-        let r = Regex::new(&pattern)
-            .map_err(|e| bad(mark, format!("bad regular expression {text:?}: {e}")))?;
+        let r = Regex::new(&pattern).map_err(|e| {
+            bad(
+                mark,
+                format!("bad regular expression {text:?}: {}", one_line(&e)),
+            )
+        })?;
         set.add_regex(r);
         return Ok(());
     }

@@ -514,7 +514,7 @@ impl ValueSet {
         re.push('$');
         let r = Regex::new(&re).map_err(|e| ValueError {
             value: re.clone(),
-            message: e.to_string(),
+            message: super::field::one_line(&e),
         })?;
         self.tests.push(Test::Regex(r));
         Ok(())

@@ -54,7 +54,7 @@ pub enum Command {
     /// Run as a daemon: read the config file's `sources:` (S3, SQS, CloudWatch Logs,
     /// stdin, files) until stopped, checkpointing what is done.
     Run(Box<DetectArgs>),
-    /// Validate, test or list rules.
+    /// Validate, test, list or explain rules.
     #[command(subcommand)]
     Rules(RulesCommand),
     /// Maintain a Parquet archive.
@@ -111,7 +111,7 @@ pub enum ValidateFormat {
     Text,
     /// One JSON object: counts and every diagnostic.
     Json,
-    /// SARIF 2.1.0 (GitHub code scanning, GitLab, Azure DevOps).
+    /// SARIF 2.1.0 (GitHub code scanning and other SARIF viewers).
     Sarif,
     /// JUnit XML: one test case per rule file.
     Junit,
@@ -223,7 +223,7 @@ pub struct TuningArgs {
 pub struct RuleSetArgs {
     /// Rule files or directories (default: only the built-in pack).
     pub paths: Vec<PathBuf>,
-    /// Leave out the built-in pack (default when paths are given for validate/test).
+    /// Leave out the built-in pack (the default when paths are given).
     #[arg(long)]
     pub no_builtin: bool,
     /// Include the built-in pack even when paths are given.

@@ -182,7 +182,12 @@ fn sarif_lists_every_problem_with_its_region() {
         assert_eq!(r["ruleId"], d["check"]);
         assert_eq!(r["level"], d["severity"]);
         let loc = &r["locations"][0]["physicalLocation"];
-        assert_eq!(loc["artifactLocation"]["uri"], d["file"]);
+        let file = d["file"].as_str().expect("file");
+        assert!(file.starts_with('/'), "{file}");
+        assert_eq!(
+            loc["artifactLocation"]["uri"],
+            format!("file://{file}").as_str()
+        );
         assert_eq!(loc["region"]["startLine"], d["line"]);
         assert_eq!(loc["region"]["startColumn"], d["col"]);
         assert!(!r["message"]["text"].as_str().unwrap_or("").is_empty());
@@ -314,10 +319,21 @@ fn rules_test_fails_when_an_expectation_does_not_hold() {
             .unwrap_or("")
             .contains("expected no match")
     );
+    // A rule file without tests is reported as skipped, not failed.
+    let other =
+        std::fs::read_to_string(root().join("rules/aws_root_account_usage.yml")).expect("rule");
+    std::fs::write(tmp.path().join("lonely.yml"), other).expect("write");
     let out = run(&["rules", "test", "--format", "junit", &d], b"");
     assert_eq!(out.code, 1);
     let el = xml_elements(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(el.iter().filter(|(n, _)| n == "failure").count(), 1);
+    assert_eq!(el.iter().filter(|(n, _)| n == "skipped").count(), 1);
+    let top = el
+        .iter()
+        .find(|(n, _)| n == "testsuites")
+        .expect("testsuites");
+    assert_eq!(attr(&top.1, "tests"), "3");
+    assert_eq!(attr(&top.1, "failures"), "1");
 }
 
 /// ConsoleLogin records of a real sample, as NDJSON.
@@ -503,7 +519,7 @@ fn a_sigma_filter_silences_the_rules_it_names() {
     std::fs::write(
         filters.join("mf_break_glass.yml"),
         format!(
-            "title: Break-glass user signs in without MFA by design\nid: 2b8e6a1c-4f3d-4e9a-9c70-5d1e8f2a6b34\nlogsource:\n    product: aws\n    service: cloudtrail\nfilter:\n    rules:\n        - {rule_id}\n    selection:\n        userIdentity.arn: '{user}'\n    condition: selection\n"
+            "title: Break-glass user signs in without MFA by design\nid: 2b8e6a1c-4f3d-4e9a-9c70-5d1e8f2a6b34\nlogsource:\n    product: aws\n    service: cloudtrail\nfilter:\n    rules:\n        - {rule_id}\n    selection:\n        userIdentity.arn: '{user}'\n    condition: not selection\n"
         ),
     )
     .expect("write");
@@ -530,11 +546,30 @@ fn a_sigma_filter_silences_the_rules_it_names() {
         .as_array()
         .expect("array")
         .iter()
-        .filter(|x| x["filters"][0]["matched"] == true)
+        .filter(|x| x["filters"][0]["matched"] == false)
         .collect();
     assert!(!silenced.is_empty());
     assert!(silenced.iter().all(|x| x["matched"] == false));
     assert!(recs.len() >= silenced.len());
+    // `rules: any` (or no `rules:`) applies the filter to every rule.
+    std::fs::write(
+        filters.join("mf_break_glass.yml"),
+        format!(
+            "title: Break-glass user is expected everywhere\nid: 2b8e6a1c-4f3d-4e9a-9c70-5d1e8f2a6b34\nlogsource:\n    product: aws\nfilter:\n    rules: any\n    selection:\n        userIdentity.arn: '{user}'\n    condition: not selection\n"
+        ),
+    )
+    .expect("write");
+    let any = detect(&["--no-dedup", "--filters", &f, &p], b"");
+    let everything = detect(&["--no-dedup", &p], b"");
+    let by_user = |o: &common::Output| {
+        o.findings()
+            .iter()
+            .filter(|h| h["record"]["userIdentity"]["arn"] == user.as_str())
+            .count()
+    };
+    assert!(by_user(&everything) > 0);
+    assert_eq!(by_user(&any), 0);
+    assert!(any.findings().len() < everything.findings().len());
 }
 
 #[test]

@@ -246,6 +246,14 @@ const CHECKS: &[(&str, &str)] = &[
         "unresolved-reference",
         "A filter names a rule that is not loaded.",
     ),
+    (
+        "not-loaded",
+        "A document that does not apply to CloudTrail (another logsource).",
+    ),
+    (
+        "obsoleted",
+        "A rule left out because a loaded rule obsoletes it (related: obsolete).",
+    ),
 ];
 
 fn sarif(diags: &[Diagnostic], report: &LoadReport) -> Value {
@@ -276,6 +284,14 @@ fn sarif(diags: &[Diagnostic], report: &LoadReport) -> Value {
             "locations": [{"physicalLocation": {"artifactLocation": {"uri": sarif_uri(f)}}}],
         }));
     }
+    for (id, f, by) in &report.superseded {
+        results.push(json!({
+            "ruleId": "obsoleted",
+            "level": "note",
+            "message": {"text": format!("rule {id} is obsoleted by {by}; only {by} runs")},
+            "locations": [{"physicalLocation": {"artifactLocation": {"uri": sarif_uri(f)}}}],
+        }));
+    }
     json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
@@ -296,9 +312,30 @@ fn sarif(diags: &[Diagnostic], report: &LoadReport) -> Value {
 fn sarif_uri(file: &str) -> String {
     match file.strip_prefix("builtin:") {
         Some(name) => format!("rules/{name}"),
-        None => file.replace('\\', "/"),
+        None => {
+            let path = file.replace('\\', "/");
+            let enc: String = percent_encoding::utf8_percent_encode(&path, URI_PATH).collect();
+            if path.starts_with('/') {
+                format!("file://{enc}")
+            } else {
+                enc
+            }
+        }
     }
 }
+
+/// Bytes escaped in a SARIF artifact URI path (RFC 3986 path characters stay).
+const URI_PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
 
 fn xml(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
@@ -474,11 +511,15 @@ fn test(a: &TestArgs, out: &mut impl Write) -> Result<i32, AppError> {
                 }
                 suites.push_str("  </testsuite>\n");
             }
-            let load_fail = report.errors.len() + untested.len();
-            if load_fail > 0 {
+            // Rule errors fail; rule files without tests are reported as skipped (they
+            // do not fail the run, as in the text output).
+            let errors = report.errors.len();
+            let extra = errors + untested.len();
+            if extra > 0 {
                 let _ = writeln!(
                     suites,
-                    "  <testsuite name=\"rule files\" tests=\"{load_fail}\" failures=\"{load_fail}\" errors=\"0\">"
+                    "  <testsuite name=\"rule files\" tests=\"{extra}\" failures=\"{errors}\" errors=\"0\" skipped=\"{}\">",
+                    untested.len()
                 );
                 for e in &report.errors {
                     let _ = writeln!(
@@ -491,17 +532,17 @@ fn test(a: &TestArgs, out: &mut impl Write) -> Result<i32, AppError> {
                 for o in &untested {
                     let _ = writeln!(
                         suites,
-                        "    <testcase classname=\"rule files\" name=\"{}\">\n      <failure message=\"no tests file\" type=\"untested\">{} has no tests file</failure>\n    </testcase>",
-                        xml(&o.to_string()),
+                        "    <testcase classname=\"rule files\" name=\"{}\">\n      <skipped message=\"no tests file\"/>\n    </testcase>",
                         xml(&o.to_string())
                     );
                 }
+                suites.push_str("  </testsuite>\n");
             }
             w(write!(
                 out,
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"trailhound rules test\" tests=\"{}\" failures=\"{}\">\n{suites}</testsuites>\n",
-                total + load_fail,
-                failed + load_fail
+                total + extra,
+                failed + errors
             ))?;
         }
     }
@@ -515,7 +556,13 @@ fn test(a: &TestArgs, out: &mut impl Write) -> Result<i32, AppError> {
 }
 
 fn list(a: &ListArgs, out: &mut impl Write) -> Result<i32, AppError> {
-    let (pack, report) = load(&a.set)?;
+    let mut set = a.set.clone();
+    if !a.tuning.filters.is_empty() && set.paths.is_empty() && !set.no_builtin {
+        // Filters alone do not replace the built-in pack they are meant for.
+        set.builtin = true;
+    }
+    set.paths.extend(a.tuning.filters.iter().cloned());
+    let (pack, report) = load(&set)?;
     super::log_report(&report, a.set.strict);
     let sel = Selection {
         only: a.tuning.rule.clone(),
@@ -818,9 +865,9 @@ fn render(s: &mut String, x: &explain::Explanation, label: &str, name: &str, dep
             f.title,
             f.id,
             if f.matched {
-                "MATCHES, so the rule is silenced for this record"
+                "condition holds, the rule may fire"
             } else {
-                "does not match"
+                "condition does not hold, so the rule is silenced for this record"
             }
         );
         let _ = writeln!(s, "{pad}    evaluated: {}", f.detection.evaluated);

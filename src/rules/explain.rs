@@ -39,8 +39,8 @@ pub struct Explanation {
     /// A correlation: what it counts, and each rule it reads on this record.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub correlation: Option<CorrelationTrace>,
-    /// Sigma filters applied to the rule, and whether each matched (a match silences the
-    /// rule).
+    /// Sigma filters applied to the rule, and whether each held (the rule matches only
+    /// where every filter's condition holds).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<FilterTrace>,
     /// The rule only feeds a correlation or an alarm: a match here is no finding by itself.
@@ -91,7 +91,7 @@ pub struct FilterTrace {
     pub id: String,
     /// Its title.
     pub title: String,
-    /// Whether it matched (and so silences the rule).
+    /// Whether its condition held (if not, the rule is silenced for this record).
     pub matched: bool,
     /// Its selections and condition.
     pub detection: DetectionTrace,

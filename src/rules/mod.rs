@@ -174,14 +174,16 @@ pub struct Related {
     pub kind: String,
 }
 
-/// A Sigma filter document: a detection that, where it matches, silences the rules it
-/// names (Sigma Filters specification).
+/// A Sigma filter document: a detection whose condition is AND-ed to the condition of
+/// the rules it names (Sigma Filters specification; `condition: not selection` is an
+/// exclusion).
 #[derive(Debug, Clone)]
 pub struct FilterDoc {
     /// Its title, id and the rest (level and tags are unused).
     pub meta: RuleMeta,
-    /// The ids (or names) of the rules it applies to, with their positions.
-    pub rules: Vec<(String, Mark)>,
+    /// The ids (or names) of the rules it applies to, with their positions; `None`
+    /// (`rules: any`, empty or omitted) for every single-record rule.
+    pub rules: Option<Vec<(String, Mark)>>,
     /// Its selections and condition.
     pub detection: Detection,
 }
@@ -250,7 +252,8 @@ pub struct CompiledRule {
     pub suppress: Option<correlation::Suppress>,
     /// A correlation rule's spec (resolved by [`correlation::link`]).
     pub correlation: Option<correlation::CorrelationSpec>,
-    /// Sigma filters that apply: a record any of them matches does not match the rule.
+    /// Sigma filters that apply: the rule matches a record only if every one of them
+    /// does too (each filter's condition is AND-ed to the rule's).
     filters: Vec<AppliedFilter>,
     /// Kept only because a selected correlation reads it: it feeds, never reports.
     pulled_in: bool,
@@ -315,7 +318,7 @@ impl CompiledRule {
             Matcher::Pattern(p) => p.matches(rec),
             Matcher::Never => false,
         };
-        hit && !self.filters.iter().any(|f| f.detection.matches(rec))
+        hit && self.filters.iter().all(|f| f.detection.matches(rec))
     }
 
     /// The finding's `rule` object as JSON.
@@ -669,7 +672,19 @@ fn top_level_key_at(doc: &yaml::Yaml, m: Mark) -> usize {
 fn apply_filters(rules: &mut [CompiledRule], filters: Vec<FilterDoc>, report: &mut LoadReport) {
     report.filters += filters.len();
     for f in filters {
-        for (name, mark) in &f.rules {
+        let applied = || AppliedFilter {
+            id: f.meta.id.clone(),
+            title: f.meta.title.clone(),
+            origin: f.meta.origin.clone(),
+            detection: f.detection.clone(),
+        };
+        let Some(names) = &f.rules else {
+            for r in rules.iter_mut().filter(|r| r.kind != RuleKind::Correlation) {
+                r.filters.push(applied());
+            }
+            continue;
+        };
+        for (name, mark) in names {
             let mut found = false;
             for r in rules.iter_mut().filter(|r| r.meta.is_named(name)) {
                 found = true;
@@ -685,12 +700,7 @@ fn apply_filters(rules: &mut [CompiledRule], filters: Vec<FilterDoc>, report: &m
                     });
                     continue;
                 }
-                r.filters.push(AppliedFilter {
-                    id: f.meta.id.clone(),
-                    title: f.meta.title.clone(),
-                    origin: f.meta.origin.clone(),
-                    detection: f.detection.clone(),
-                });
+                r.filters.push(applied());
             }
             if !found {
                 report.warnings.push(RuleError {

@@ -198,8 +198,9 @@ pub fn parse_document(
 const FILTER_KEYS: &[&str] = &["logsource", "filter"];
 
 /// A Sigma filter document: `filter: {rules: [...], <selections>, condition}`. Its
-/// selections and condition compile like a detection; a record the filter matches is
-/// not reported by the rules it names.
+/// selections and condition compile like a detection, and the condition is AND-ed to
+/// the condition of each rule it names (Sigma Filters specification, as pySigma applies
+/// it): an exclusion is written `condition: not selection`.
 fn parse_filter(
     doc: &Yaml,
     filter: &Yaml,
@@ -214,26 +215,28 @@ fn parse_filter(
     let Some(entries) = filter.as_map() else {
         return Err(type_err(filter, "filter", "a mapping"));
     };
-    let rules_node = filter.get("rules").ok_or(Located {
-        mark: filter.mark,
-        kind: RuleErrorKind::MissingKey("filter.rules"),
-    })?;
-    let rules: Vec<(String, crate::rules::yaml::Mark)> = match &rules_node.kind {
-        Kind::Seq(items) => items
-            .iter()
-            .map(|i| {
-                i.as_scalar_text()
-                    .map(|t| (t.to_string(), i.mark))
-                    .ok_or_else(|| type_err(i, "filter.rules", "a list of rule ids"))
-            })
-            .collect::<Result<_, _>>()?,
-        _ => vec![(
-            rules_node
-                .as_scalar_text()
-                .ok_or_else(|| type_err(rules_node, "filter.rules", "a list of rule ids"))?
-                .to_string(),
-            rules_node.mark,
-        )],
+    // `rules:` omitted, empty or `any`: the filter applies to every rule (pySigma).
+    let rules: Option<Vec<(String, crate::rules::yaml::Mark)>> = match filter.get("rules") {
+        None => None,
+        Some(node) => match &node.kind {
+            Kind::Null => None,
+            Kind::Seq(items) if items.is_empty() => None,
+            Kind::Seq(items) => Some(
+                items
+                    .iter()
+                    .map(|i| {
+                        i.as_scalar_text()
+                            .map(|t| (t.to_string(), i.mark))
+                            .ok_or_else(|| type_err(i, "filter.rules", "a list of rule ids"))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            _ => match node.as_scalar_text() {
+                Some("any") => None,
+                Some(t) => Some(vec![(t.to_string(), node.mark)]),
+                None => return Err(type_err(node, "filter.rules", "a list of rule ids")),
+            },
+        },
     };
     let detection = Yaml {
         mark: filter.mark,

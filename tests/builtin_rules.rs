@@ -282,3 +282,38 @@ fn rules_readme_table_describes_the_pack() {
         assert_eq!(n.to_string(), *cases, "{file}: number of tests");
     }
 }
+
+#[test]
+fn threshold_versions_differ_in_level_from_their_per_event_rules() {
+    // A CloudWatch alarm that names a single-record rule as `related` (the same events,
+    // counted per period) and a correlation that reports beside the rule it counts
+    // (`generate: true`) must not share that rule's level: a triage queue sorted by
+    // level has to tell the burst from the single event.
+    let pack = builtin_pack();
+    let by_id = |id: &str| pack.rules().iter().find(|r| r.meta.id == id);
+    let mut pairs = 0;
+    for r in pack.rules() {
+        let mut per_event: Vec<&trailhound::rules::CompiledRule> = Vec::new();
+        if r.alarm.is_some() {
+            per_event.extend(r.meta.related.iter().filter_map(|rel| by_id(&rel.id)));
+        }
+        if let Some(spec) = &r.correlation
+            && spec.generate
+        {
+            per_event.extend(
+                spec.rules
+                    .iter()
+                    .filter_map(|(name, _)| pack.rules().iter().find(|o| o.meta.is_named(name))),
+            );
+        }
+        for e in per_event {
+            assert_ne!(
+                r.meta.level, e.meta.level,
+                "{} and its per-event rule {} share a level",
+                r.meta.id, e.meta.id
+            );
+            pairs += 1;
+        }
+    }
+    assert!(pairs >= 4, "{pairs} threshold/per-event pairs");
+}

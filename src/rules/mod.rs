@@ -685,33 +685,30 @@ fn apply_filters(rules: &mut [CompiledRule], filters: Vec<FilterDoc>, report: &m
             continue;
         };
         for (name, mark) in names {
-            let mut found = false;
-            for r in rules.iter_mut().filter(|r| r.meta.is_named(name)) {
-                found = true;
-                if r.kind == RuleKind::Correlation {
-                    report.warnings.push(RuleError {
-                        file: f.meta.origin.to_string(),
-                        line: mark.line,
-                        col: mark.col,
-                        kind: RuleErrorKind::Unresolved(format!(
-                            "filter '{}' names correlation rule '{name}'; filters apply to single-record rules (filter the rules it correlates)",
-                            f.meta.title
-                        )),
-                    });
-                    continue;
-                }
-                r.filters.push(applied());
-            }
-            if !found {
+            let warn = |report: &mut LoadReport, why: String| {
                 report.warnings.push(RuleError {
                     file: f.meta.origin.to_string(),
                     line: mark.line,
                     col: mark.col,
-                    kind: RuleErrorKind::Unresolved(format!(
-                        "filter '{}' names rule '{name}', which is not loaded",
-                        f.meta.title
-                    )),
+                    kind: RuleErrorKind::Unresolved(format!("filter '{}' {why}", f.meta.title)),
                 });
+            };
+            let mut found = false;
+            for r in rules.iter_mut().filter(|r| r.meta.is_named(name)) {
+                found = true;
+                if r.kind == RuleKind::Correlation {
+                    warn(
+                        report,
+                        format!(
+                            "names correlation rule '{name}'; filters apply to single-record rules (filter the rules it correlates)"
+                        ),
+                    );
+                } else {
+                    r.filters.push(applied());
+                }
+            }
+            if !found {
+                warn(report, format!("names rule '{name}', which is not loaded"));
             }
         }
     }

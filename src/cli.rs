@@ -34,9 +34,17 @@ Examples:
 Exit codes: 0 ran to the end; 1 --fail-on level reached, or rule validation/tests failed;
 2 usage, configuration or rule error; 3 an input could not be opened or read to its end.";
 
+/// `trailhound --version`: the crate version and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("TRAILHOUND_GIT"),
+    ")"
+);
+
 /// Streaming detection for AWS CloudTrail: Sigma rules on every record, findings as JSON lines.
 #[derive(Debug, Parser)]
-#[command(name = "trailhound", version, about, after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
+#[command(name = "trailhound", version = VERSION, about, after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     /// What to do (default: detect).
     #[command(subcommand)]
@@ -63,6 +71,13 @@ pub enum Command {
     /// Check configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout: `trailhound man > trailhound.1`.
+    Man,
 }
 
 /// `trailhound config …`
@@ -390,6 +405,18 @@ pub struct DetectArgs {
     /// Log level for stderr (error, warn, info, debug, trace); RUST_LOG overrides.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Log format on stderr: text (colour on a terminal) or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// JSON lines: timestamp, level, message and fields (for log shippers).
+    Json,
 }
 
 fn parse_level(s: &str) -> Result<Level, String> {

@@ -5,18 +5,26 @@ use std::sync::atomic::AtomicBool;
 
 use clap::Parser;
 use trailhound::app;
-use trailhound::cli::{Cli, Command};
+use trailhound::cli::{Cli, Command, LogFormat};
 
-fn init_logging(level: &str) {
+fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
 }
 
 /// SIGINT/SIGTERM set `flag` (stop reading, drain, summarise); a second one exits at once.
@@ -33,20 +41,30 @@ fn run() -> anyhow::Result<i32> {
     let cli = Cli::parse();
     let shutdown = Arc::new(AtomicBool::new(false));
     let code = match &cli.command {
+        Some(Command::Completions { shell }) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "trailhound", &mut std::io::stdout());
+            Ok(0)
+        }
+        Some(Command::Man) => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            Ok(0)
+        }
         Some(Command::Rules(cmd)) => {
-            init_logging("warn");
+            init_logging("warn", LogFormat::Text);
             app::rules::run(cmd)
         }
         Some(Command::Config(trailhound::cli::ConfigCommand::Check { file })) => {
-            init_logging("warn");
+            init_logging("warn", LogFormat::Text);
             app::config_check(file)
         }
         Some(Command::Archive(cmd)) => {
-            init_logging("info");
+            init_logging("info", LogFormat::Text);
             app::archive(cmd)
         }
         Some(Command::Run(args)) => {
-            init_logging(&args.log_level);
+            init_logging(&args.log_level, args.log_format);
             install_signals(&shutdown)?;
             app::run(args, shutdown)
         }
@@ -55,7 +73,7 @@ fn run() -> anyhow::Result<i32> {
                 Some(Command::Detect(a)) => a,
                 _ => &cli.detect,
             };
-            init_logging(&args.log_level);
+            init_logging(&args.log_level, args.log_format);
             install_signals(&shutdown)?;
             app::detect(args, shutdown)
         }

@@ -651,3 +651,46 @@ fn output_is_independent_of_thread_count() {
     let paths: Vec<&Path> = s.iter().map(PathBuf::as_path).collect();
     threads_agree("all samples as files", &paths, b"");
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_and_name_the_record() {
+    // A malformed record in the middle of stdin: with --log-format json every stderr line
+    // but the stats line is a JSON object with a level and a message, and the warning
+    // about the record names its input and position.
+    let input = b"{\"eventName\":\"ListUsers\",\"eventID\":\"a\"}\n{not json\n{\"eventName\":\"ListUsers\",\"eventID\":\"b\"}\n";
+    let out = common::run(
+        &[
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+            "--stats",
+            "json",
+        ],
+        input,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert!(lines.len() >= 2, "{}", out.stderr);
+    let (stats, logs) = lines.split_last().expect("lines");
+    let stats: Value = serde_json::from_str(stats).expect("stats line");
+    assert_eq!(stats["records_dead_lettered"], 1);
+    for l in logs {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(v["level"].is_string() && v["message"].is_string(), "{l}");
+        assert!(v["timestamp"].is_string(), "{l}");
+    }
+    assert!(
+        logs.iter().any(|l| l.contains("\"level\":\"DEBUG\"")),
+        "{}",
+        out.stderr
+    );
+    let warn: Value = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["level"] == "WARN")
+        .unwrap_or_else(|| panic!("no warning: {}", out.stderr));
+    assert_eq!(warn["input"], "<stdin>");
+    assert_eq!(warn["line"], 2);
+    assert_eq!(warn["record_index"], 1);
+}

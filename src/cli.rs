@@ -402,6 +402,10 @@ pub struct DetectArgs {
     /// Show a progress bar on stderr even when it is not a terminal.
     #[arg(long)]
     pub progress: bool,
+    /// Serve Prometheus metrics on http://ADDR/metrics and readiness on /health (also
+    /// `metrics: {address}`), e.g. 127.0.0.1:9598.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
     /// Log level for stderr (error, warn, info, debug, trace); RUST_LOG overrides.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,

@@ -52,6 +52,14 @@ pub struct RulesSection {
     pub placeholders: BTreeMap<String, Vec<String>>,
 }
 
+/// `metrics:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// `host:port` to serve `/metrics` and `/health` on (e.g. `127.0.0.1:9598`).
+    pub address: String,
+}
+
 /// `archive:`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,13 +151,15 @@ pub struct ConfigFile {
     pub sinks: Vec<crate::sink::SinkConfig>,
     /// `state_dir:` — checkpoints, the instance id (and SQS dead letters by default).
     pub state_dir: Option<PathBuf>,
+    /// `metrics:` — the Prometheus `/metrics` and `/health` endpoint.
+    pub metrics: Option<MetricsSection>,
     /// Every other section, reported as not acted on.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_yaml_ng::Value>,
 }
 
 /// Sections of the documented skeleton that later versions act on.
-const KNOWN_LATER: &[&str] = &["metrics", "enrich"];
+const KNOWN_LATER: &[&str] = &["enrich"];
 
 /// Replaces `${NAME}` with the environment variable `NAME`.
 pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {

@@ -80,3 +80,4 @@ pub mod sink;
 pub mod source;
 pub mod state;
 pub mod stats;
+pub mod telemetry;

@@ -206,6 +206,20 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
         ctx.placeholders = rules_cfg.placeholders.clone();
     }
     let (mut pack, report) = load_rules(&opts, &ctx, args.strict)?;
+    let metrics_addr = args
+        .metrics_addr
+        .clone()
+        .or_else(|| file.metrics.as_ref().map(|m| m.address.clone()));
+    let health = Arc::new(crate::telemetry::Health::default());
+    if let Some(addr) = &metrics_addr {
+        crate::telemetry::serve(addr, health.clone())
+            .map_err(|e| AppError::Usage(e.to_string()))?;
+        health.set(
+            "rules",
+            true,
+            format!("{} rules loaded", pack.rules().len()),
+        );
+    }
     let min_level = args.min_level.or_else(|| {
         rules_cfg
             .min_level

@@ -648,6 +648,7 @@ fn count_emitted(
 ) {
     for &r in &emit.rules {
         summary.counters.add_finding(r);
+        crate::telemetry::record_findings(pack, r, 1);
         if let Some(rule) = pack.rules().get(r as usize) {
             *max_level = (*max_level).max(Some(rule.meta.level));
         }
@@ -664,6 +665,18 @@ fn account(
 ) {
     cur.records += d.counters.records_in;
     summary.counters.merge(&d.counters);
+    if crate::telemetry::enabled() {
+        let label = match &d.input.source {
+            Some(s) => s.as_ref(),
+            None if d.input.name == "<stdin>" => "stdin",
+            None => "files",
+        };
+        let end = d
+            .end
+            .as_ref()
+            .map(|(b, f)| (*b, f.as_ref().is_some_and(|f| f.io)));
+        crate::telemetry::record_unit(label, &d.counters, end, pack);
+    }
     if let Some(src) = &d.input.source {
         let t = summary.by_source.entry(src.clone()).or_default();
         t.add(&d.counters);

@@ -1,0 +1,140 @@
+//! `--metrics-addr`: a Prometheus scrape during a streaming `detect` agrees with the run
+//! summary, and `/health` answers.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("write");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+/// `name{labels}` → value, for every sample line.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn a_scrape_during_the_run_equals_the_summary() {
+    let raw = common::gunzip_file(&common::sample("invictus-aws-dataset"));
+    let n = common::lines(&raw).len() as f64;
+    let mut child = Command::new(common::BIN)
+        .args([
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--stats",
+            "json",
+            "--no-dedup",
+        ])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut addr = None;
+    let mut line = String::new();
+    while stderr.read_line(&mut line).expect("stderr") > 0 {
+        if let Some(rest) = line.split("http://").nth(1) {
+            addr = rest.split('/').next().map(str::to_string);
+            break;
+        }
+        line.clear();
+    }
+    let addr = addr.expect("the address is logged");
+    let (code, body) = get(&addr, "/health");
+    assert_eq!(code, 200, "{body}");
+    let health: Value = serde_json::from_str(&body).expect("health json");
+    assert_eq!(health["status"], "ready");
+    assert_eq!(get(&addr, "/nope").0, 404);
+
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(&raw).expect("write records");
+    stdin.flush().expect("flush");
+    // The records are in once every unit has been through the sink; stdin stays open, so
+    // the run is still going when it is scraped.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let scraped = loop {
+        let (code, body) = get(&addr, "/metrics");
+        assert_eq!(code, 200);
+        let s = samples(&body);
+        if s.get("trailhound_records_in_total{source=\"stdin\"}") == Some(&n) {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "records_in never reached {n}: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(stdin);
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).expect("stderr");
+    assert!(child.wait().expect("wait").success(), "{rest}");
+    let stats: Value = serde_json::from_str(rest.lines().last().expect("stats")).expect("json");
+    for name in [
+        "records_in",
+        "records_kept",
+        "records_filtered",
+        "records_deduplicated",
+        "records_dead_lettered",
+        "documents_skipped",
+        "bytes_decoded",
+    ] {
+        let key = format!("trailhound_{name}_total{{source=\"stdin\"}}");
+        assert_eq!(scraped.get(&key).copied(), stats[name].as_f64(), "{name}");
+    }
+    // Single-record findings are all written once the records are in; correlations and
+    // alarms may still report when the stream ends.
+    let by_rule = stats["findings"]["by_rule"].as_object().expect("by_rule");
+    let pack_kinds = common::run(&["rules", "list", "--format", "json"], b"");
+    let kinds: Value = serde_json::from_slice(&pack_kinds.stdout).expect("list");
+    let mut compared = 0;
+    for r in kinds.as_array().expect("rules") {
+        if r["kind"] != "sigma" || r["silent"] == true {
+            continue;
+        }
+        let id = r["id"].as_str().expect("id");
+        let want = by_rule.get(id).and_then(Value::as_f64).unwrap_or(0.0);
+        let key = format!(
+            "trailhound_findings_total{{rule=\"{id}\",level=\"{}\"}}",
+            r["level"].as_str().expect("level")
+        );
+        let got = scraped.get(&key).copied().unwrap_or(0.0);
+        assert_eq!(got, want, "findings of {id}");
+        compared += usize::from(want > 0.0);
+    }
+    assert!(compared >= 5, "{compared} rules with findings compared");
+    assert!(
+        scraped
+            .keys()
+            .any(|k| k.starts_with("trailhound_build_info{version=")),
+        "{scraped:?}"
+    );
+}

@@ -393,8 +393,12 @@ mod tests {
     fn sections_and_errors() {
         let dir = tempfile::tempdir().expect("tmp");
         let p = dir.path().join("c.yaml");
-        std::fs::write(&p, "version: 1\nrules: {paths: [r/], builtin: false}\narchive: {root: ./a, max_bytes: 64KiB, max_age: 10s}\nsources: []\nmetrics: {}\nbogus: 1\n").expect("write");
+        std::fs::write(&p, "version: 1\nrules: {paths: [r/], builtin: false}\narchive: {root: ./a, max_bytes: 64KiB, max_age: 10s}\nsources: []\nmetrics: {address: 127.0.0.1:9598}\nenrich: {}\nbogus: 1\n").expect("write");
         let (cfg, warnings) = ConfigFile::load(&p).expect("loads");
+        assert_eq!(
+            cfg.metrics.as_ref().map(|m| m.address.as_str()),
+            Some("127.0.0.1:9598")
+        );
         assert_eq!(cfg.rules.as_ref().map(|r| r.builtin), Some(Some(false)));
         assert_eq!(
             cfg.archive

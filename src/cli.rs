@@ -399,9 +399,13 @@ pub struct DetectArgs {
     /// Where checkpoints are kept (also `state_dir:`); s3:// inputs resume from them.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Show a progress bar on stderr even when it is not a terminal.
+    /// Progress on stderr: a bar on a terminal; otherwise a one-line status (records,
+    /// records/s, findings) every --progress-interval.
     #[arg(long)]
     pub progress: bool,
+    /// How often the status line of --progress is written when stderr is not a terminal.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub progress_interval: std::time::Duration,
     /// Serve Prometheus metrics on http://ADDR/metrics and readiness on /health (also
     /// `metrics: {address}`), e.g. 127.0.0.1:9598.
     #[arg(long, value_name = "ADDR")]
@@ -421,6 +425,10 @@ pub enum LogFormat {
     Text,
     /// JSON lines: timestamp, level, message and fields (for log shippers).
     Json,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 10s, 1m)"))
 }
 
 fn parse_level(s: &str) -> Result<Level, String> {

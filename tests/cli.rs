@@ -694,3 +694,56 @@ fn json_logs_are_one_object_per_line_and_name_the_record() {
     assert_eq!(warn["line"], 2);
     assert_eq!(warn["record_index"], 1);
 }
+
+#[test]
+fn progress_without_a_terminal_is_a_periodic_status_line() {
+    // stdin stays open for a while with records in it: the status lines come while the
+    // run waits, and the --stats json line is still the last line of stderr.
+    let mut child = Command::new(common::BIN)
+        .args([
+            "--progress",
+            "--progress-interval",
+            "200ms",
+            "--stats",
+            "json",
+            "--log-format",
+            "json",
+        ])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    std::io::Write::write_all(
+        &mut stdin,
+        b"{\"eventName\":\"ListUsers\",\"eventID\":\"1\"}\n{\"eventName\":\"ListUsers\",\"eventID\":\"2\"}\n",
+    )
+    .expect("write");
+    std::thread::sleep(Duration::from_millis(900));
+    drop(stdin);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read");
+    assert!(child.wait().expect("wait").success(), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    let (stats, logs) = lines.split_last().expect("lines");
+    let stats: Value = serde_json::from_str(stats).expect("stats last");
+    assert_eq!(stats["records_in"], 2);
+    let status: Vec<Value> = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("status: "))
+        })
+        .collect();
+    assert!(status.len() >= 2, "{err}");
+    assert!(status.iter().any(|v| v["records_in"] == 2), "{err}");
+}

@@ -376,6 +376,10 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
         cfg.max_in_flight = 4 * cfg.threads + 4;
     }
     cfg.include_record = !args.no_record;
+    // --progress without a terminal: a status line every --progress-interval.
+    if args.progress && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        cfg.status_every = Some(args.progress_interval);
+    }
     cfg.max_record_bytes = args.max_record_bytes.max(1);
     let config_name = || {
         args.config

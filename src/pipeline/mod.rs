@@ -86,6 +86,9 @@ pub struct PipelineConfig {
     pub dedup: bool,
     /// The run's keyed hasher (set by [`run`]).
     pub key_hasher: KeyHasher,
+    /// Log a one-line status (records, records/s, findings) this often (`--progress`
+    /// when stderr is not a terminal).
+    pub status_every: Option<std::time::Duration>,
 }
 
 impl Default for PipelineConfig {
@@ -109,6 +112,7 @@ impl Default for PipelineConfig {
             stateful: false,
             dedup: false,
             key_hasher: KeyHasher::new(),
+            status_every: None,
         }
     }
 }
@@ -385,6 +389,7 @@ pub fn run(
         let mut next = 1u64;
         let mut cur = InputCursor::default();
         let mut writing = true;
+        let mut status = cfg.status_every.map(Status::new);
         loop {
             let msg = match done_rx.try_recv() {
                 Ok(d) => Some(d),
@@ -394,11 +399,28 @@ pub fn run(
                         writing = false;
                         shutdown.store(true, Ordering::Relaxed);
                     }
-                    done_rx.recv().ok()
+                    match status.as_mut() {
+                        // Idle: still say so every period.
+                        Some(st) => loop {
+                            match done_rx.recv_timeout(st.every) {
+                                Ok(d) => break Some(d),
+                                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                                    st.tick(&summary);
+                                }
+                                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                                    break None;
+                                }
+                            }
+                        },
+                        None => done_rx.recv().ok(),
+                    }
                 }
                 Err(TryRecvError::Disconnected) => None,
             };
             let Some(d) = msg else { break };
+            if let Some(st) = status.as_mut() {
+                st.tick(&summary);
+            }
             pending.insert(d.seq, d);
             while let Some(mut d) = pending.remove(&next) {
                 next += 1;
@@ -631,6 +653,45 @@ fn apply_state(st: &mut Stage, d: &mut Done, base: u64, emit: &mut Emit) {
         }
     }
     d.archive.retain(|(_, b, _)| b.num_rows() > 0);
+}
+
+/// The periodic status line of `--progress` without a terminal.
+struct Status {
+    every: std::time::Duration,
+    last: std::time::Instant,
+    last_records: u64,
+}
+
+impl Status {
+    fn new(every: std::time::Duration) -> Self {
+        Status {
+            every,
+            last: std::time::Instant::now(),
+            last_records: 0,
+        }
+    }
+
+    /// Logs the status when a period has passed since the last line.
+    fn tick(&mut self, summary: &RunSummary) {
+        let since = self.last.elapsed();
+        if since < self.every {
+            return;
+        }
+        let c = &summary.counters;
+        let rate = (c.records_in - self.last_records) as f64 / since.as_secs_f64().max(1e-9);
+        tracing::info!(
+            records_in = c.records_in,
+            records_per_s = rate.round() as u64,
+            findings = c.findings(),
+            dead_lettered = c.records_dead_lettered,
+            "status: {} records ({:.0}/s), {} findings",
+            c.records_in,
+            rate,
+            c.findings()
+        );
+        self.last = std::time::Instant::now();
+        self.last_records = c.records_in;
+    }
 }
 
 fn uncount(c: &mut Counters, rule: u32) {

@@ -87,16 +87,12 @@ impl Health {
 /// Installs the Prometheus recorder and serves `/metrics` and `/health` on `addr` from a
 /// thread of its own. Returns the bound address (useful with port 0).
 pub fn serve(addr: &str, health: Arc<Health>) -> Result<SocketAddr, TelemetryError> {
-    let listener = TcpListener::bind(addr).map_err(|source| TelemetryError::Bind {
+    let io = |source| TelemetryError::Bind {
         addr: addr.to_string(),
         source,
-    })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| TelemetryError::Bind {
-            addr: addr.to_string(),
-            source,
-        })?;
+    };
+    let listener = TcpListener::bind(addr).map_err(io)?;
+    let bound = listener.local_addr().map_err(io)?;
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| TelemetryError::Recorder(e.to_string()))?;
@@ -112,10 +108,7 @@ pub fn serve(addr: &str, health: Arc<Health>) -> Result<SocketAddr, TelemetryErr
                 upkeep.run_upkeep();
             }
         })
-        .map_err(|source| TelemetryError::Bind {
-            addr: addr.to_string(),
-            source,
-        })?;
+        .map_err(io)?;
     std::thread::Builder::new()
         .name("metrics-http".into())
         .spawn(move || {
@@ -123,10 +116,7 @@ pub fn serve(addr: &str, health: Arc<Health>) -> Result<SocketAddr, TelemetryErr
                 let _ = answer(conn, &handle, &health);
             }
         })
-        .map_err(|source| TelemetryError::Bind {
-            addr: addr.to_string(),
-            source,
-        })?;
+        .map_err(io)?;
     tracing::info!(address = %bound, "metrics on http://{bound}/metrics, health on /health");
     Ok(bound)
 }

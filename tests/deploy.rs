@@ -84,15 +84,22 @@ fn words(line: &str) -> Vec<String> {
     line.split_whitespace().map(str::to_string).collect()
 }
 
+/// The command line after `key` in the unit, as written and as argv with the binary's
+/// name first.
+fn unit_command<'a>(unit: &'a str, key: &str) -> (&'a str, Vec<String>) {
+    let line = unit
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap_or_else(|| panic!("no {key} in the unit"));
+    let mut argv = words(line);
+    argv[0] = "trailhound".into();
+    (line, argv)
+}
+
 #[test]
 fn the_unit_and_the_image_run_commands_the_cli_accepts() {
     let unit = std::fs::read_to_string(root().join("deploy/trailhound.service")).expect("unit");
-    let exec = unit
-        .lines()
-        .find_map(|l| l.strip_prefix("ExecStart="))
-        .expect("ExecStart");
-    let mut argv = words(exec);
-    argv[0] = "trailhound".into();
+    let (exec, argv) = unit_command(&unit, "ExecStart=");
     let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{exec}: {e}"));
     let Some(Sub::Run(args)) = cli.command else {
         panic!("ExecStart does not run the daemon: {exec}");
@@ -102,12 +109,7 @@ fn the_unit_and_the_image_run_commands_the_cli_accepts() {
         args.config.as_deref(),
         Some(std::path::Path::new("/etc/trailhound/trailhound.yaml"))
     );
-    let pre = unit
-        .lines()
-        .find_map(|l| l.strip_prefix("ExecStartPre="))
-        .expect("ExecStartPre");
-    let mut argv = words(pre);
-    argv[0] = "trailhound".into();
+    let (_, argv) = unit_command(&unit, "ExecStartPre=");
     assert!(matches!(
         Cli::try_parse_from(&argv).map(|c| c.command),
         Ok(Some(Sub::Config(_)))

@@ -729,7 +729,7 @@ fn account(
     if crate::telemetry::enabled() {
         let label = match &d.input.source {
             Some(s) => s.as_ref(),
-            None if d.input.name == "<stdin>" => "stdin",
+            None if matches!(d.input.kind, crate::source::InputKind::Stdin) => "stdin",
             None => "files",
         };
         let end = d

@@ -329,6 +329,18 @@ pub struct DetectArgs {
     /// Leave the original record out of findings.
     #[arg(long)]
     pub no_record: bool,
+    /// Do not reload the rules when their files change or on SIGHUP (reloading is on
+    /// for `run` and for `detect` reading stdin; also `rules.reload`).
+    #[arg(long)]
+    pub no_reload: bool,
+    /// Finding format of sinks that name none (also `format:`): native JSON,
+    /// OCSF 1.3.0 Detection Finding, ECS 8.x, or a compact text line.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<crate::sink::format::FindingFormat>,
+    /// Colour in the text format: auto (when stdout is a terminal and NO_COLOR is
+    /// unset), always, never.
+    #[arg(long, value_enum, default_value_t = crate::sink::format::ColorChoice::Auto, value_name = "WHEN")]
+    pub color: crate::sink::format::ColorChoice,
     /// Worker threads (default: number of cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,

@@ -50,6 +50,9 @@ pub struct RulesSection {
     /// `expand` placeholder values.
     #[serde(default)]
     pub placeholders: BTreeMap<String, Vec<String>>,
+    /// Reload the rules when their files change or on SIGHUP (default: on for `run`
+    /// and for `detect` reading stdin).
+    pub reload: Option<bool>,
 }
 
 /// `metrics:`
@@ -153,13 +156,18 @@ pub struct ConfigFile {
     pub state_dir: Option<PathBuf>,
     /// `metrics:` — the Prometheus `/metrics` and `/health` endpoint.
     pub metrics: Option<MetricsSection>,
+    /// `enrich:` — static tags and account aliases added to findings.
+    #[serde(default)]
+    pub enrich: serde_yaml_ng::Value,
+    /// `format:` — the finding format of sinks that name none (native, ocsf, ecs, text).
+    pub format: Option<String>,
     /// Every other section, reported as not acted on.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_yaml_ng::Value>,
 }
 
 /// Sections of the documented skeleton that later versions act on.
-const KNOWN_LATER: &[&str] = &["enrich"];
+const KNOWN_LATER: &[&str] = &[];
 
 /// Replaces `${NAME}` with the environment variable `NAME`.
 pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
@@ -277,6 +285,15 @@ impl ConfigFile {
             } else {
                 warnings.push(format!("{file}: unknown section '{k}'"));
             }
+        }
+        crate::sink::format::Enrichment::from_yaml(&cfg.enrich).map_err(|m| fail(None, m))?;
+        if let Some(f) = &cfg.format
+            && crate::sink::format::FindingFormat::parse(f).is_none()
+        {
+            return Err(fail(
+                None,
+                format!("format: {f:?} is not a finding format (native, ocsf, ecs, text)"),
+            ));
         }
         if let Some(a) = &cfg.archive {
             if let Some(s) = &a.max_bytes

@@ -31,6 +31,8 @@ pub struct Counters {
     pub bytes_decoded: u64,
     /// Findings per rule index.
     pub findings_by_rule: Vec<u64>,
+    /// Findings of rules a reload removed (in [`RunSummary::retired`] by rule).
+    pub findings_retired: u64,
 }
 
 impl Counters {
@@ -69,7 +71,35 @@ impl Counters {
 
     /// Total findings.
     pub fn findings(&self) -> u64 {
-        self.findings_by_rule.iter().sum()
+        self.findings_by_rule.iter().sum::<u64>() + self.findings_retired
+    }
+
+    /// Moves the per-rule counts from `old`'s numbering to `new`'s (a reload): rules
+    /// that are gone go to `retired` by id and level.
+    pub fn renumber(
+        &mut self,
+        old: &RulePack,
+        new: &RulePack,
+        retired: &mut Vec<(String, Level, u64)>,
+    ) {
+        let counts = std::mem::take(&mut self.findings_by_rule);
+        let mut next = vec![0u64; new.rules().len()];
+        for (i, n) in counts.into_iter().enumerate() {
+            let Some(r) = old.rules().get(i).filter(|_| n > 0) else {
+                continue;
+            };
+            match new.rules().iter().position(|x| x.meta.id == r.meta.id) {
+                Some(j) => next[j] += n,
+                None => {
+                    self.findings_retired += n;
+                    match retired.iter_mut().find(|(id, _, _)| *id == r.meta.id) {
+                        Some(e) => e.2 += n,
+                        None => retired.push((r.meta.id.clone(), r.meta.level, n)),
+                    }
+                }
+            }
+        }
+        self.findings_by_rule = next;
     }
 }
 
@@ -100,6 +130,8 @@ pub struct RunSummary {
     pub sinks: Vec<crate::sink::SinkReport>,
     /// Record accounting per live source.
     pub by_source: std::collections::BTreeMap<std::sync::Arc<str>, SourceTotals>,
+    /// Findings of rules a reload removed: (id, level, count).
+    pub retired: Vec<(String, Level, u64)>,
 }
 
 /// The accounting of one live source: the same invariant as the run's,
@@ -173,6 +205,9 @@ impl RunSummary {
                 out[r.meta.level as usize] += n;
             }
         }
+        for (_, level, n) in &self.retired {
+            out[*level as usize] += n;
+        }
         out
     }
 
@@ -190,6 +225,12 @@ impl RunSummary {
                 && let Some(r) = pack.rules().get(i)
             {
                 by_rule.insert(r.meta.id.clone(), (*n).into());
+            }
+        }
+        for (id, _, n) in &self.retired {
+            by_rule.entry(id.clone()).or_insert_with(|| 0u64.into());
+            if let Some(v) = by_rule.get_mut(id) {
+                *v = (v.as_u64().unwrap_or(0) + n).into();
             }
         }
         serde_json::json!({

@@ -319,3 +319,27 @@ pub fn record_findings(pack: &RulePack, i: u32, n: u64) {
             .increment(n);
     });
 }
+
+/// Counts a rule reload (`result` ok or rejected) and sets the number of rules in force.
+pub fn record_reload(ok: bool, rules: usize) {
+    if !enabled() {
+        return;
+    }
+    let result = if ok { "ok" } else { "rejected" };
+    ::metrics::counter!("trailhound_rule_reloads_total", "result" => result).increment(1);
+    ::metrics::gauge!("trailhound_rules_loaded").set(rules as f64);
+    if ok {
+        ::metrics::gauge!("trailhound_rules_last_reload_timestamp_seconds").set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
+    }
+}
+
+/// Sets the number of rules in force (at the start of a run).
+pub fn record_rules_loaded(rules: usize) {
+    if enabled() {
+        ::metrics::gauge!("trailhound_rules_loaded").set(rules as f64);
+    }
+}

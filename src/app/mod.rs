@@ -12,6 +12,7 @@ use crate::pipeline::{self, PipelineConfig};
 use crate::rules::{CompileContext, LoadOptions, LoadReport, RulePack, RulePathError};
 use crate::sink::{Output, SinkError};
 
+pub mod reload;
 pub mod rules;
 
 /// A command that could not run.
@@ -205,21 +206,6 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
     if args.placeholders.is_none() {
         ctx.placeholders = rules_cfg.placeholders.clone();
     }
-    let (mut pack, report) = load_rules(&opts, &ctx, args.strict)?;
-    let metrics_addr = args
-        .metrics_addr
-        .clone()
-        .or_else(|| file.metrics.as_ref().map(|m| m.address.clone()));
-    let health = Arc::new(crate::telemetry::Health::default());
-    if let Some(addr) = &metrics_addr {
-        crate::telemetry::serve(addr, health.clone())
-            .map_err(|e| AppError::Usage(e.to_string()))?;
-        health.set(
-            "rules",
-            true,
-            format!("{} rules loaded", pack.rules().len()),
-        );
-    }
     let min_level = args.min_level.or_else(|| {
         rules_cfg
             .min_level
@@ -241,8 +227,41 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
         tags: pick(&args.tuning.tags, &rules_cfg.tags),
         min_level,
     };
-    let (selected, unknown) = pack.select(&selection);
-    pack = selected;
+    let source = reload::RuleSource {
+        opts,
+        ctx,
+        strict: args.strict,
+        selection,
+    };
+    let loaded = source.load()?;
+    let report = loaded.report;
+    log_report(&report, args.strict);
+    let problems = report.errors.len()
+        + if args.strict {
+            report.warnings.len()
+        } else {
+            0
+        };
+    if args.strict && problems > 0 {
+        return Err(AppError::Strict(problems));
+    }
+    let pack = loaded.pack;
+    let unknown = loaded.unknown;
+    let selection = &source.selection;
+    let metrics_addr = args
+        .metrics_addr
+        .clone()
+        .or_else(|| file.metrics.as_ref().map(|m| m.address.clone()));
+    let health = Arc::new(crate::telemetry::Health::default());
+    if let Some(addr) = &metrics_addr {
+        crate::telemetry::serve(addr, health.clone())
+            .map_err(|e| AppError::Usage(e.to_string()))?;
+        health.set(
+            "rules",
+            true,
+            format!("{} rules loaded", pack.rules().len()),
+        );
+    }
     for u in &unknown {
         if selection.only.contains(u) {
             return Err(AppError::Usage(format!(
@@ -448,7 +467,19 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
         .clone()
         .or_else(|| file.dead_letter.as_ref().map(|d| d.path.clone()));
     let sinks = sink_configs(args, std::mem::take(&mut file.sinks)).map_err(&config_err)?;
-    let out = Output::open(&sinks, dead_letter.as_deref(), shutdown.clone())?;
+    let formats = crate::sink::format::FormatOptions {
+        default: match (args.format, file.format.as_deref()) {
+            (Some(f), _) => f,
+            (None, Some(f)) => crate::sink::format::FindingFormat::parse(f)
+                .ok_or_else(|| config_err(format!("format: {f:?} is not a finding format")))?,
+            (None, None) => crate::sink::format::FindingFormat::Native,
+        },
+        color: args.color,
+        enrich: std::sync::Arc::new(
+            crate::sink::format::Enrichment::from_yaml(&file.enrich).map_err(&config_err)?,
+        ),
+    };
+    let out = Output::open(&sinks, dead_letter.as_deref(), shutdown.clone(), &formats)?;
     let archive_cfg = file.archive.as_ref();
     let archive_root = args
         .archive
@@ -524,7 +555,26 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
         }
         None => None,
     };
-    let result = pipeline::run(feed, pack.clone(), out, archive, &cfg, shutdown.clone());
+    let live_rules = Arc::new(crate::rules::live::LiveRules::new(pack.clone()));
+    crate::telemetry::record_rules_loaded(pack.rules().len());
+    let reload_on = match (args.no_reload, rules_cfg.reload) {
+        (true, _) => false,
+        (false, Some(on)) => on,
+        (false, None) => mode == Mode::Run || args.inputs.iter().all(|p| p.as_os_str() == "-"),
+    };
+    let _reloader = if reload_on {
+        match reload::start(source.clone(), live_rules.clone(), health.clone()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!("rules will not be reloaded: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let result = pipeline::run_live(feed, live_rules, out, archive, &cfg, shutdown.clone());
+    drop(_reloader);
     // Sources stop once the pipeline is done (or failed), then apply what was
     // acknowledged.
     shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -535,6 +585,7 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
         Err(pipeline::PipelineError::Archive(e)) => return Err(e.into()),
     };
     let mut summary = outcome.summary;
+    let pack = outcome.pack.clone();
     let source_failed = reports.iter().any(|r| r.error.is_some());
     summary.sources = reports;
     summary.state = outcome.state;

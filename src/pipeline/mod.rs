@@ -40,6 +40,7 @@ use arrow_array::RecordBatch;
 use crate::archive::{ArchiveError, ArchiveWriter, BatchBuilder, PartitionKey};
 use crate::decode::{Mode, Position};
 use crate::event::KnownPaths;
+use crate::rules::live::LiveRules;
 use crate::rules::{Level, RulePack};
 use crate::sink::rendered::Rendered;
 use crate::sink::{Output, SinkError};
@@ -181,6 +182,13 @@ enum Work {
     },
 }
 
+/// A unit with the rules it is matched against (stamped by the reader).
+#[derive(Debug)]
+struct Unit {
+    pack: Arc<RulePack>,
+    work: Work,
+}
+
 /// A malformed record, for the stderr warning.
 #[derive(Debug)]
 struct Note {
@@ -210,6 +218,8 @@ struct Done {
     state: StateBatch,
     /// Fired once the unit's input is done (the unit ends its input).
     ack: Option<Ack>,
+    /// The rules the unit was matched against.
+    pack: Option<Arc<RulePack>>,
 }
 
 impl Done {
@@ -227,6 +237,7 @@ impl Done {
             archive: Vec::new(),
             state: StateBatch::default(),
             ack: None,
+            pack: None,
         }
     }
 
@@ -293,6 +304,8 @@ pub struct RunOutcome {
     pub max_level: Option<Level>,
     /// Counters of the stateful stage (`None` when it did not run).
     pub state: Option<crate::state::StageStats>,
+    /// The rules in force at the end (another pack than the first after a reload).
+    pub pack: Arc<RulePack>,
 }
 
 /// Per-input state of the in-order sink.
@@ -321,12 +334,30 @@ impl InputCursor {
 pub fn run(
     feed: impl Into<Feed>,
     pack: Arc<RulePack>,
+    output: Output,
+    archive: Option<ArchiveWriter>,
+    cfg: &PipelineConfig,
+    shutdown: Arc<AtomicBool>,
+) -> Result<RunOutcome, PipelineError> {
+    let live = Arc::new(LiveRules::new(pack));
+    run_live(feed, live, output, archive, cfg, shutdown)
+}
+
+/// [`run`] with rules that may be replaced while it runs ([`LiveRules`]): each unit
+/// is matched against the pack current when the reader made it, and the sink switches
+/// routes, counters and the stateful stage over when the first unit of a new pack
+/// reaches it.
+pub fn run_live(
+    feed: impl Into<Feed>,
+    live: Arc<LiveRules>,
     mut output: Output,
     archive: Option<ArchiveWriter>,
     cfg: &PipelineConfig,
     shutdown: Arc<AtomicBool>,
 ) -> Result<RunOutcome, PipelineError> {
     let start = Instant::now();
+    let cache = live.snapshot();
+    let mut pack = live.current(&mut cache.clone());
     let mut cfg = cfg.clone();
     let mut stage = Stage::new(&pack, &cfg.state, cfg.key_hasher.clone());
     cfg.stateful = stage.is_some();
@@ -335,7 +366,7 @@ pub fn run(
     let mut emit = Emit::default();
     let threads = cfg.threads.max(1);
     let in_flight = cfg.max_in_flight.max(threads + 1);
-    let (work_tx, work_rx) = bounded::<Work>(threads * 2);
+    let (work_tx, work_rx) = bounded::<Unit>(threads * 2);
     let (done_tx, done_rx) = unbounded::<Done>();
     let (permit_tx, permit_rx) = bounded::<()>(in_flight);
     for _ in 0..in_flight {
@@ -368,6 +399,8 @@ pub fn run(
             shutdown: shutdown.clone(),
             cfg: cfg.clone(),
             seq: 0,
+            rules: live.clone(),
+            cache,
         };
         s.spawn(move || reader.run(feed));
         for _ in 0..threads {
@@ -424,6 +457,29 @@ pub fn run(
             pending.insert(d.seq, d);
             while let Some(mut d) = pending.remove(&next) {
                 next += 1;
+                if let Some(p) = d.pack.clone()
+                    && !Arc::ptr_eq(&p, &pack)
+                {
+                    if let Some(st) = stage.as_mut() {
+                        let (kept, fresh) = st.rebind(&pack, &p, &mut emit);
+                        tracing::debug!(kept, fresh, "correlations re-bound to the reloaded rules");
+                        if writing
+                            && !emit.buf.is_empty()
+                            && let Err(e) = output.write_emit(&emit)
+                        {
+                            sink_error = Some(e);
+                            writing = false;
+                            shutdown.store(true, Ordering::Relaxed);
+                        }
+                        count_emitted(&emit, &pack, &mut summary, &mut max_level);
+                        emit.clear();
+                    } else {
+                        stage = Stage::new(&p, &cfg.state, cfg.key_hasher.clone());
+                    }
+                    output.bind(&p);
+                    summary.counters.renumber(&pack, &p, &mut summary.retired);
+                    pack = p;
+                }
                 cur.enter(d.input.id);
                 if let Some(st) = stage.as_mut() {
                     apply_state(st, &mut d, cur.records, &mut emit);
@@ -525,6 +581,7 @@ pub fn run(
             failed_inputs,
             max_level,
             state: stage.as_ref().map(Stage::stats),
+            pack,
         }),
         Some(e) => Err(e.into()),
     }

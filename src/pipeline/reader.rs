@@ -29,7 +29,10 @@ use crate::source::{Ack, Arrival, Feed, Input, InputKind};
 pub const FLUSH_AFTER: Duration = Duration::from_millis(10);
 
 pub(super) struct Reader {
-    pub work: Sender<Work>,
+    pub work: Sender<super::Unit>,
+    /// The rules units are stamped with (hot reload swaps them between units).
+    pub rules: Arc<crate::rules::live::LiveRules>,
+    pub cache: crate::rules::live::Cached,
     pub permits: Receiver<()>,
     pub shutdown: Arc<AtomicBool>,
     pub cfg: PipelineConfig,
@@ -43,7 +46,8 @@ impl Reader {
             return false;
         }
         self.seq += 1;
-        self.work.send(w).is_ok()
+        let pack = self.rules.current(&mut self.cache);
+        self.work.send(super::Unit { pack, work: w }).is_ok()
     }
 
     fn next_seq(&self) -> u64 {

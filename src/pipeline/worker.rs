@@ -63,8 +63,13 @@ impl Worker {
         }
     }
 
-    pub fn process(&mut self, work: Work) -> Done {
-        let mut done = self.process_unit(work);
+    pub fn process(&mut self, unit: super::Unit) -> Done {
+        if !Arc::ptr_eq(&self.pack, &unit.pack) {
+            // A reload: this and later units are matched against the new rules.
+            self.pack = unit.pack;
+        }
+        let mut done = self.process_unit(unit.work);
+        done.pack = Some(self.pack.clone());
         done.finish_archive();
         done
     }
@@ -235,7 +240,7 @@ impl Worker {
                 tp_index: self.cfg.archive_tp_index.as_ref(),
                 ingest_micros: 0,
                 state: StateHooks {
-                    on: self.cfg.stateful,
+                    on: self.cfg.stateful || self.pack.is_stateful(),
                     dedup: self.cfg.dedup.then_some(&self.cfg.key_hasher),
                     hasher: &self.cfg.key_hasher,
                 },

@@ -23,6 +23,7 @@ pub mod explain;
 pub mod fieldmap;
 pub mod index;
 pub mod lint;
+pub mod live;
 pub mod metric;
 pub mod selftest;
 pub mod sigma;

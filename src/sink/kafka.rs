@@ -362,10 +362,11 @@ impl KafkaSink {
         &self.name
     }
 
-    /// Hands one finding line (without its `\n`) to the producer, waiting while its
-    /// queue is full.
-    pub fn send(&mut self, line: &[u8]) -> Result<(), String> {
-        self.key.render(line, &mut self.key_buf);
+    /// Hands one finding (`payload`, in the sink's format, without its `\n`) to the
+    /// producer, waiting while its queue is full; the key is rendered from `native`,
+    /// the same finding as native JSON.
+    pub fn send(&mut self, native: &[u8], payload: &[u8]) -> Result<(), String> {
+        self.key.render(native, &mut self.key_buf);
         let seq = {
             let mut st = self.tracker.lock();
             if let Some(f) = &st.failed {
@@ -377,7 +378,7 @@ impl KafkaSink {
             seq
         };
         let mut record = BaseRecord::with_opaque_to(&self.topic, seq as usize)
-            .payload(line)
+            .payload(payload)
             .key(&self.key_buf[..]);
         let mut waited_since: Option<Instant> = None;
         loop {

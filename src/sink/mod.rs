@@ -22,6 +22,7 @@
 
 pub mod dead_letter;
 pub mod file;
+pub mod format;
 pub mod kafka;
 pub mod rendered;
 pub mod route;
@@ -38,6 +39,7 @@ use serde::Deserialize;
 use crate::rules::RulePack;
 use crate::source::Ack;
 use crate::state::Emit;
+use format::{ColorChoice, Encoder, FindingFormat, FormatOptions};
 use rendered::Rendered;
 use route::Route;
 
@@ -96,7 +98,7 @@ pub struct StdoutConfig {
     pub name: Option<String>,
     /// Which findings it takes.
     pub route: Option<Route>,
-    /// Finding format (`native`).
+    /// Finding format: native (default), ocsf, ecs, text.
     pub format: Option<String>,
 }
 
@@ -170,9 +172,11 @@ impl SinkConfig {
             r.validate().map_err(|e| fail(e.to_string()))?;
         }
         if let Some(f) = format
-            && f != "native"
+            && FindingFormat::parse(f).is_none()
         {
-            return Err(fail(format!("format {f:?}: only native is supported")));
+            return Err(fail(format!(
+                "format {f:?}: unknown (native, ocsf, ecs, text)"
+            )));
         }
         match self {
             SinkConfig::Stdout(_) => {}
@@ -214,6 +218,8 @@ struct Target {
     /// Per rule index: whether this sink takes the rule's findings.
     takes: Vec<bool>,
     kind: Kind,
+    format: FindingFormat,
+    colour: bool,
 }
 
 impl Target {
@@ -221,7 +227,9 @@ impl Target {
         self.takes.get(rule as usize).copied().unwrap_or(true)
     }
 
-    fn write_line(&mut self, line: &[u8]) -> Result<(), SinkError> {
+    /// Writes `line` (the finding in this sink's format); `native` is the native line
+    /// a Kafka key is taken from.
+    fn write_line(&mut self, native: &[u8], line: &[u8]) -> Result<(), SinkError> {
         match &mut self.kind {
             Kind::Stream(w) => w.write_all(line).map_err(stdout_err),
             Kind::File(f) => f.write_line(line).map_err(|source| SinkError::File {
@@ -231,7 +239,8 @@ impl Target {
             }),
             Kind::Kafka(k) => {
                 let body = line.strip_suffix(b"\n").unwrap_or(line);
-                k.send(body).map_err(|message| SinkError::Kafka {
+                let native = native.strip_suffix(b"\n").unwrap_or(native);
+                k.send(native, body).map_err(|message| SinkError::Kafka {
                     name: self.name.clone(),
                     message,
                 })
@@ -281,6 +290,7 @@ pub struct Output {
     /// One unrouted stream: batches are copied whole.
     simple: bool,
     line: Vec<u8>,
+    encoder: Encoder,
 }
 
 impl Output {
@@ -295,17 +305,20 @@ impl Output {
             route: None,
             takes: Vec::new(),
             kind: Kind::Stream(findings),
+            format: FindingFormat::Native,
+            colour: false,
         };
-        Self::with_targets(vec![t], dead_letter)
+        Self::with_targets(vec![t], dead_letter, Encoder::default())
     }
 
     /// Opens the sinks of `sinks:` (stdout is the process's stdout). `stop` is the
     /// run's shutdown flag: a Kafka sink waiting on a full queue gives up only once it
-    /// is set.
+    /// is set. `formats` gives the format of sinks that name none, colour and `enrich:`.
     pub fn open(
         sinks: &[SinkConfig],
         dead_letter: Option<&Path>,
         stop: Arc<AtomicBool>,
+        formats: &FormatOptions,
     ) -> Result<Self, SinkError> {
         let mut targets = Vec::with_capacity(sinks.len());
         for (index, s) in sinks.iter().enumerate() {
@@ -334,17 +347,36 @@ impl Output {
                     kafka::KafkaSink::open(c, stop.clone()).map_err(fail)?,
                 )),
             };
+            let format = s
+                .common()
+                .1
+                .and_then(FindingFormat::parse)
+                .unwrap_or(formats.default);
+            let terminal = matches!(s, SinkConfig::Stdout(_))
+                && io::IsTerminal::is_terminal(&io::stdout())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            let colour = match formats.color {
+                ColorChoice::Always => true,
+                ColorChoice::Never => false,
+                ColorChoice::Auto => terminal,
+            };
             targets.push(Target {
                 name: s.name(),
                 route: s.common().0.cloned(),
                 takes: Vec::new(),
                 kind,
+                format,
+                colour,
             });
         }
-        Self::with_targets(targets, dead_letter)
+        Self::with_targets(targets, dead_letter, Encoder::new(formats.enrich.clone()))
     }
 
-    fn with_targets(targets: Vec<Target>, dead_letter: Option<&Path>) -> Result<Self, SinkError> {
+    fn with_targets(
+        targets: Vec<Target>,
+        dead_letter: Option<&Path>,
+        encoder: Encoder,
+    ) -> Result<Self, SinkError> {
         let dead = match dead_letter {
             Some(p) => {
                 let f = File::create(p).map_err(|source| SinkError::DeadLetter {
@@ -357,6 +389,7 @@ impl Output {
         };
         let simple = targets.len() == 1
             && targets[0].route.is_none()
+            && encoder.passthrough(targets[0].format)
             && matches!(targets[0].kind, Kind::Stream(_));
         Ok(Output {
             counts: vec![0; targets.len()],
@@ -364,6 +397,7 @@ impl Output {
             dead,
             simple,
             line: Vec::with_capacity(4096),
+            encoder,
         })
     }
 
@@ -371,6 +405,13 @@ impl Output {
     pub fn bind(&mut self, pack: &RulePack) {
         for t in &mut self.targets {
             t.takes = Route::resolve(t.route.as_ref(), pack);
+        }
+        if self
+            .targets
+            .iter()
+            .any(|t| !self.encoder.passthrough(t.format))
+        {
+            self.encoder.bind(format::rule_docs(pack));
         }
     }
 
@@ -380,10 +421,12 @@ impl Output {
     }
 
     fn dispatch(&mut self, rule: u32, line: &[u8]) -> Result<(), SinkError> {
+        self.encoder.next_line();
         for (i, t) in self.targets.iter_mut().enumerate() {
             if t.takes(rule) {
                 self.counts[i] += 1;
-                t.write_line(line)?;
+                let encoded = self.encoder.encode(rule, line, t.format, t.colour);
+                t.write_line(line, encoded)?;
             }
         }
         Ok(())

@@ -287,6 +287,43 @@ pub struct Engine {
     stats: EngineStats,
 }
 
+/// What identifies a correlation across a reload: its rule's id and metadata, its
+/// correlation spec (or alarm spec and pattern) as written, and the ids of its inputs.
+pub fn fingerprint(pack: &RulePack, def: u32) -> String {
+    use std::fmt::Write as _;
+    let Some(d) = pack.correlations().get(def as usize) else {
+        return String::new();
+    };
+    let Some(rule) = pack.rules().get(d.rule as usize) else {
+        return String::new();
+    };
+    let mut s = format!(
+        "{}\u{0}{}\u{0}{:?}\u{0}{:?}\u{0}{:?}",
+        rule.meta.id,
+        rule.rule_json(),
+        rule.correlation,
+        rule.alarm,
+        d.timespan
+    );
+    if let crate::rules::Matcher::Pattern(p) = rule.matcher() {
+        s.push_str(p.as_str());
+    }
+    for input in &d.inputs {
+        let id = match input.source {
+            crate::rules::correlation::Source::Rule(r) => {
+                pack.rules().get(r as usize).map(|r| r.meta.id.as_str())
+            }
+            crate::rules::correlation::Source::Correlation(c) => pack
+                .correlations()
+                .get(c as usize)
+                .and_then(|c| pack.rules().get(c.rule as usize))
+                .map(|r| r.meta.id.as_str()),
+        };
+        let _ = write!(s, "\u{0}{}", id.unwrap_or(""));
+    }
+    s
+}
+
 /// A finding before rendering.
 struct Fired {
     def: u32,
@@ -353,6 +390,52 @@ impl Engine {
     /// Whether there is anything to run.
     pub fn is_empty(&self) -> bool {
         self.rts.is_empty()
+    }
+
+    /// Takes `pack`'s correlations (a rule reload). A definition whose rule did not
+    /// change ([`fingerprint`]: same id, metadata, correlation or alarm spec and
+    /// pattern, same input rules) keeps its open groups, windows and alarm periods,
+    /// re-keyed for its new position; the others start empty, and the state of
+    /// correlations that are gone is dropped. Returns (kept, started afresh).
+    pub fn rebind(&mut self, old_pack: &RulePack, pack: &RulePack) -> (usize, usize) {
+        let mut fresh = Engine::new(pack, self.limits, self.hasher.clone());
+        let mut old: FxHashMap<String, Runtime> = std::mem::take(&mut self.rts)
+            .into_iter()
+            .enumerate()
+            .map(|(i, rt)| (fingerprint(old_pack, i as u32), rt))
+            .collect();
+        let (mut kept, mut started) = (0, 0);
+        let (mut groups, mut events) = (0u64, 0u64);
+        for (j, rt) in fresh.rts.iter_mut().enumerate() {
+            let Some(mut prev) = old.remove(&fingerprint(pack, j as u32)) else {
+                started += 1;
+                continue;
+            };
+            kept += 1;
+            rt.index.clear();
+            for (slot, g) in prev.slots.iter_mut().enumerate() {
+                if let Some(g) = g {
+                    g.hash = self.hasher.group_key(j as u32, &g.key);
+                    rt.index.insert(g.hash, slot as u32);
+                    groups += 1;
+                    events += g.entries.len() as u64;
+                }
+            }
+            rt.slots = prev.slots;
+            rt.free = prev.free;
+            rt.expiry = prev.expiry;
+            rt.closing = prev.closing;
+            if let (Some(a), Some(b)) = (rt.alarm.as_mut(), prev.alarm.take()) {
+                a.buckets = b.buckets;
+                a.fired = b.fired;
+                a.closed_through = b.closed_through;
+                a.last = b.last;
+            }
+        }
+        self.rts = fresh.rts;
+        self.live_groups = groups;
+        self.live_events = events;
+        (kept, started)
     }
 
     /// The counters so far.

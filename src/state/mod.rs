@@ -309,6 +309,24 @@ impl Stage {
         })
     }
 
+    /// Takes a reloaded pack: open suppression periods end first (their summaries go
+    /// to `out`, under the old pack's rule numbers — the caller writes them before it
+    /// switches), then correlations are re-bound ([`correlate::Engine::rebind`]);
+    /// dedup state is kept. Returns (correlations kept, started afresh).
+    pub fn rebind(&mut self, old: &RulePack, pack: &RulePack, out: &mut Emit) -> (usize, usize) {
+        self.suppress.finish(out);
+        self.suppress_rules = pack
+            .rules()
+            .iter()
+            .map(|r| {
+                r.suppress
+                    .as_ref()
+                    .map(|s| (r.meta.id.as_str().into(), s.period))
+            })
+            .collect();
+        self.engine.rebind(old, pack)
+    }
+
     /// Whether workers should compute dedup keys.
     pub fn dedups(&self) -> bool {
         self.dedup.is_some()

@@ -138,7 +138,9 @@ impl Enrichment {
                     ("account_aliases", Value::Number(n)) => match n.as_u64() {
                         Some(n) => format!("{n:012}"),
                         None => {
-                            return Err(format!("enrich.account_aliases: {n} is not an account id"));
+                            return Err(format!(
+                                "enrich.account_aliases: {n} is not an account id"
+                            ));
                         }
                     },
                     _ => scalar(k).ok_or_else(|| format!("enrich.{key}: keys must be strings"))?,

@@ -424,7 +424,9 @@ mod tests {
                 .and_then(parse_size),
             Some(65536)
         );
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        // Only `bogus` is unknown; `enrich` is a section now.
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("bogus"), "{warnings:?}");
         std::fs::write(&p, "archive: {root: ./a, max_bytes: huge}\n").expect("write");
         assert!(
             ConfigFile::load(&p)

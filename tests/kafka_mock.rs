@@ -72,7 +72,7 @@ fn the_sink_holds_acknowledgements_while_the_broker_is_down() {
         .into_iter()
         .collect(),
     }));
-    let output = Output::open(&[sink], None, stop.clone()).expect("sink");
+    let output = Output::open(&[sink], None, stop.clone(), &Default::default()).expect("sink");
     let pack = every_record_pack();
     let (tx, rx) = tokio::sync::mpsc::channel::<Arrival>(4);
     let cfg = PipelineConfig::default();

@@ -81,11 +81,18 @@ mod tests {
 
     #[test]
     fn readers_see_a_replacement_once() {
-        let a = Arc::new(RulePack::default());
+        let pack = || {
+            let opts = crate::rules::LoadOptions {
+                builtin: false,
+                paths: Vec::new(),
+            };
+            Arc::new(RulePack::load(&opts).expect("empty pack").0)
+        };
+        let a = pack();
         let live = LiveRules::new(a.clone());
         let mut cache = live.snapshot();
         assert!(Arc::ptr_eq(&live.current(&mut cache), &a));
-        let b = Arc::new(RulePack::default());
+        let b = pack();
         assert_eq!(live.replace(b.clone()), 2);
         assert!(Arc::ptr_eq(&live.current(&mut cache), &b));
         assert!(Arc::ptr_eq(&live.current(&mut cache), &b));

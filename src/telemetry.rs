@@ -50,6 +50,23 @@ pub enum TelemetryError {
     Recorder(String),
 }
 
+/// The process's health board: sources and sinks report into it wherever they run.
+pub fn health() -> Arc<Health> {
+    static HEALTH: std::sync::OnceLock<Arc<Health>> = std::sync::OnceLock::new();
+    HEALTH.get_or_init(|| Arc::new(Health::default())).clone()
+}
+
+/// Reports component `name`'s readiness when `/health` is served (a no-op otherwise).
+pub fn component(name: &str, ready: bool, detail: impl Into<String>) {
+    if enabled() {
+        health().set(name, ready, detail);
+    }
+    if enabled() {
+        ::metrics::gauge!("trailhound_component_ready", "component" => name.to_string())
+            .set(if ready { 1.0 } else { 0.0 });
+    }
+}
+
 /// Readiness of the parts of a run.
 #[derive(Debug, Default)]
 pub struct Health {
@@ -334,6 +351,50 @@ pub fn record_reload(ok: bool, rules: usize) {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
         );
+    }
+}
+
+/// Records how long a finding took from the sink to the broker's confirmation.
+pub fn record_delivery(sink: &str, took: Duration) {
+    if enabled() {
+        ::metrics::histogram!("trailhound_sink_delivery_seconds", "sink" => sink.to_string())
+            .record(took.as_secs_f64());
+    }
+}
+
+/// Sets a gauge of the pipeline's queues: `items` of `capacity` in `channel`.
+pub fn record_channel(channel: &'static str, items: usize, capacity: usize) {
+    if enabled() {
+        ::metrics::gauge!("trailhound_channel_items", "channel" => channel).set(items as f64);
+        ::metrics::gauge!("trailhound_channel_capacity", "channel" => channel).set(capacity as f64);
+    }
+}
+
+/// Counts an archive file finished with `rows` rows.
+pub fn record_archive_file(rows: u64) {
+    if enabled() {
+        ::metrics::counter!("trailhound_archive_files_total").increment(1);
+        ::metrics::counter!("trailhound_records_archived_total").increment(rows);
+    }
+}
+
+/// Sets how far behind a source is: the age of the newest record it received, from
+/// the queue's own timestamp (SQS `SentTimestamp`, the Kafka message timestamp).
+pub fn record_lag(source: &str, lag: Duration) {
+    if enabled() {
+        ::metrics::gauge!("trailhound_source_lag_seconds", "source" => source.to_string())
+            .set(lag.as_secs_f64());
+    }
+}
+
+/// Records that a source's checkpoint was written now.
+pub fn record_checkpoint(source: &str) {
+    if enabled() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        ::metrics::gauge!("trailhound_checkpoint_last_timestamp_seconds", "source" => source.to_string())
+            .set(now);
     }
 }
 

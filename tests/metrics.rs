@@ -68,10 +68,10 @@ fn a_scrape_during_the_run_equals_the_summary() {
         line.clear();
     }
     let addr = addr.expect("the address is logged");
-    let (code, body) = get(&addr, "/health");
-    assert_eq!(code, 200, "{body}");
-    let health: Value = serde_json::from_str(&body).expect("health json");
-    assert_eq!(health["status"], "ready");
+    let health = health_until(&addr, "ready", |code, v| {
+        code == 200 && v["status"] == "ready"
+    });
+    assert_eq!(component(&health, "rules")["ready"], true, "{health}");
     assert_eq!(get(&addr, "/nope").0, 404);
 
     let mut stdin = child.stdin.take().expect("stdin");
@@ -137,4 +137,177 @@ fn a_scrape_during_the_run_equals_the_summary() {
             .any(|k| k.starts_with("trailhound_build_info{version=")),
         "{scraped:?}"
     );
+}
+
+/// Starts `trailhound` with `args`, returns the child and the metrics address it logs.
+fn start_with_metrics(
+    args: &[&str],
+) -> (
+    std::process::Child,
+    String,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let mut child = Command::new(common::BIN)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        let l = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a log line with the address");
+        if let Some(rest) = l.split("http://").nth(1) {
+            break rest.split('/').next().expect("addr").to_string();
+        }
+        assert!(Instant::now() < deadline, "no metrics address logged");
+    };
+    (child, addr, rx)
+}
+
+/// Polls `/health` until `cond` holds for it (a guard against hanging, not a timing
+/// assertion).
+fn health_until(addr: &str, what: &str, cond: impl Fn(u16, &Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, body) = get(addr, "/health");
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        if cond(code, &v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health never became {what}: {code} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn component<'a>(health: &'a Value, name: &str) -> &'a Value {
+    health["components"]
+        .as_array()
+        .and_then(|c| c.iter().find(|x| x["name"] == name))
+        .unwrap_or(&Value::Null)
+}
+
+#[test]
+fn health_follows_the_kafka_sink_going_away_and_coming_back() {
+    let Some(broker) = common::kafka::Broker::start() else {
+        return;
+    };
+    broker.create_topic("findings", 1);
+    let (mut child, addr, _log) = start_with_metrics(&[
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--kafka-brokers",
+        &broker.bootstrap,
+        "--kafka-topic",
+        "findings",
+        "--stats",
+        "json",
+    ]);
+    let h = health_until(&addr, "ready", |code, v| {
+        code == 200 && v["status"] == "ready"
+    });
+    assert_eq!(component(&h, "sink/kafka")["ready"], true, "{h}");
+    assert_eq!(component(&h, "pipeline")["ready"], true, "{h}");
+    assert_eq!(component(&h, "rules")["ready"], true, "{h}");
+
+    broker.kill();
+    let h = health_until(&addr, "unready", |code, v| {
+        code == 503 && v["status"] == "unready"
+    });
+    let sink = component(&h, "sink/kafka");
+    assert_eq!(sink["ready"], false, "{h}");
+    assert!(
+        sink["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains(&broker.bootstrap)),
+        "the reason names the brokers: {h}"
+    );
+    let (_, metrics) = get(&addr, "/metrics");
+    assert!(
+        metrics.contains("trailhound_component_ready{component=\"sink/kafka\"} 0"),
+        "{metrics}"
+    );
+
+    broker.start_again();
+    let h = health_until(&addr, "ready again", |code, v| {
+        code == 200 && v["status"] == "ready"
+    });
+    assert_eq!(component(&h, "sink/kafka")["ready"], true, "{h}");
+    drop(child.stdin.take());
+    assert!(child.wait().expect("wait").success());
+}
+
+const CREATE_QUEUE_PY: &str = r#"
+import sys
+import boto3
+print(boto3.client("sqs").create_queue(QueueName=sys.argv[1])["QueueUrl"])
+"#;
+
+#[test]
+fn health_follows_the_emulator_going_away_and_coming_back() {
+    let Some(mut moto) = common::moto::Moto::start() else {
+        return;
+    };
+    let url = moto
+        .run_python(CREATE_QUEUE_PY, &["trail-q"])
+        .trim()
+        .to_string();
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = common::write_file(
+        dir.path(),
+        "trailhound.yaml",
+        format!(
+            "version: 1\nstate_dir: \"{}\"\nconnections:\n  local: {{endpoint_url: \"{}\", region: us-east-1, access_key: test, secret_key: test, s3_force_path_style: true}}\nsources:\n  - sqs: {{name: live, connection: local, queue_url: \"{url}\", wait_time: 1s}}\n",
+            dir.path().join("state").display(),
+            moto.endpoint
+        )
+        .as_bytes(),
+    );
+    let cfg = cfg.display().to_string();
+    let (mut child, addr, _log) =
+        start_with_metrics(&["run", "--config", &cfg, "--metrics-addr", "127.0.0.1:0"]);
+    let h = health_until(&addr, "ready", |code, v| {
+        code == 200 && component(v, "source/live")["ready"] == true
+    });
+    assert_eq!(h["status"], "ready");
+
+    moto.kill();
+    let h = health_until(&addr, "unready", |code, v| {
+        code == 503 && v["status"] == "unready"
+    });
+    let src = component(&h, "source/live");
+    assert_eq!(src["ready"], false, "{h}");
+    assert!(
+        src["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("trail-q")),
+        "the reason names the queue: {h}"
+    );
+
+    moto.start_again();
+    // The emulator comes back empty: once the queue exists again, the source reads.
+    let again = moto
+        .run_python(CREATE_QUEUE_PY, &["trail-q"])
+        .trim()
+        .to_string();
+    assert_eq!(again, url);
+    health_until(&addr, "ready again", |code, v| {
+        code == 200 && component(v, "source/live")["ready"] == true
+    });
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().expect("wait").success());
 }

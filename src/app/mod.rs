@@ -252,7 +252,7 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
         .metrics_addr
         .clone()
         .or_else(|| file.metrics.as_ref().map(|m| m.address.clone()));
-    let health = Arc::new(crate::telemetry::Health::default());
+    let health = crate::telemetry::health();
     if let Some(addr) = &metrics_addr {
         crate::telemetry::serve(addr, health.clone())
             .map_err(|e| AppError::Usage(e.to_string()))?;
@@ -261,6 +261,8 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
             true,
             format!("{} rules loaded", pack.rules().len()),
         );
+        // Unready until the sinks are open and the sources started.
+        health.set("pipeline", false, "starting");
     }
     for u in &unknown {
         if selection.only.contains(u) {
@@ -573,7 +575,9 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
     } else {
         None
     };
+    crate::telemetry::component("pipeline", true, "running");
     let result = pipeline::run_live(feed, live_rules, out, archive, &cfg, shutdown.clone());
+    crate::telemetry::component("pipeline", false, "stopped");
     drop(_reloader);
     // Sources stop once the pipeline is done (or failed), then apply what was
     // acknowledged.

@@ -308,6 +308,7 @@ impl ArchiveWriter {
         }
         self.stats.rows += f.rows;
         self.stats.files += 1;
+        crate::telemetry::record_archive_file(f.rows);
         Ok(())
     }
 

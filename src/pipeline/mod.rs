@@ -455,6 +455,16 @@ pub fn run_live(
                 st.tick(&summary);
             }
             pending.insert(d.seq, d);
+            if crate::telemetry::enabled() {
+                // Units held by the pipeline (reading, queued, in workers, waiting
+                // to be written) and finished ones waiting for their turn.
+                crate::telemetry::record_channel(
+                    "units_in_flight",
+                    in_flight.saturating_sub(permit_tx.len()),
+                    in_flight,
+                );
+                crate::telemetry::record_channel("done_reorder", pending.len(), in_flight);
+            }
             while let Some(mut d) = pending.remove(&next) {
                 next += 1;
                 if let Some(p) = d.pack.clone()

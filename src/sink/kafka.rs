@@ -22,7 +22,7 @@
 //! `{rule.id}/{event.awsRegion}`; a missing value is empty. Default: the finding `id`,
 //! so the partition of a finding is stable across replays.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -176,7 +176,8 @@ fn quick_id(line: &[u8]) -> Option<&[u8]> {
 #[derive(Default)]
 struct TrackState {
     next: u64,
-    outstanding: BTreeSet<u64>,
+    /// Sequence number → when it was handed to the producer.
+    outstanding: BTreeMap<u64, Instant>,
     waiting: VecDeque<(u64, Ack)>,
     failed: Option<String>,
     delivered: u64,
@@ -189,7 +190,11 @@ impl TrackState {
         if self.failed.is_some() {
             return Vec::new();
         }
-        let low = self.outstanding.first().copied().unwrap_or(self.next);
+        let low = self
+            .outstanding
+            .first_key_value()
+            .map(|(k, _)| *k)
+            .unwrap_or(self.next);
         let mut out = Vec::new();
         while self
             .waiting
@@ -220,6 +225,8 @@ impl Tracker {
 /// The producer's context: logs, and delivery reports into the tracker.
 struct Ctx {
     log: LogContext,
+    /// The sink's name (metrics label).
+    sink: String,
     tracker: Arc<Tracker>,
 }
 
@@ -239,7 +246,9 @@ impl ProducerContext for Ctx {
     fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
         let ready = {
             let mut st = self.tracker.lock();
-            st.outstanding.remove(&(seq as u64));
+            if let Some(sent) = st.outstanding.remove(&(seq as u64)) {
+                crate::telemetry::record_delivery(&self.sink, sent.elapsed());
+            }
             match result {
                 Ok(_) => st.delivered += 1,
                 Err((e, m)) => {
@@ -286,6 +295,63 @@ pub struct KafkaSink {
     stop: Arc<AtomicBool>,
     delivery_timeout: Duration,
     queue_full: u64,
+    /// Stops the health probe.
+    probe_stop: Arc<AtomicBool>,
+}
+
+impl Drop for KafkaSink {
+    fn drop(&mut self) {
+        self.probe_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// How often the health probe asks the brokers for the topic's metadata.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// While `/health` is served: asks the brokers for the topic's metadata every second
+/// on a client of its own (so a slow answer never holds up deliveries) and reports
+/// `sink/<name>` ready or not, with the reason.
+fn probe(cfg: &KafkaSinkConfig, name: &str, stop: Arc<AtomicBool>) {
+    if !crate::telemetry::enabled() {
+        return;
+    }
+    let component = format!("sink/{name}");
+    let client: Result<rdkafka::producer::BaseProducer, String> =
+        producer_config(cfg, name).and_then(|c| c.create().map_err(|e| e.to_string()));
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => {
+            crate::telemetry::component(&component, false, format!("health probe: {e}"));
+            return;
+        }
+    };
+    let topic = cfg.topic.clone();
+    let brokers = cfg.brokers.bootstrap();
+    let _ = std::thread::Builder::new()
+        .name(format!("probe-{name}"))
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let started = std::time::Instant::now();
+                let state = match client
+                    .client()
+                    .fetch_metadata(Some(&topic), PROBE_EVERY * 2)
+                {
+                    Ok(md) => match md.topics().iter().find(|t| t.name() == topic) {
+                        Some(t) if t.error().is_some() => (
+                            false,
+                            format!(
+                                "topic {topic} on {brokers}: {:?}",
+                                t.error().map(RDKafkaErrorCode::from)
+                            ),
+                        ),
+                        _ => (true, format!("connected to {brokers}, topic {topic}")),
+                    },
+                    Err(e) => (false, format!("brokers {brokers} do not answer: {e}")),
+                };
+                crate::telemetry::component(&component, state.0, state.1);
+                std::thread::sleep(PROBE_EVERY.saturating_sub(started.elapsed()));
+            }
+        });
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -318,6 +384,7 @@ impl KafkaSink {
                 who: format!("kafka sink {name}"),
             },
             tracker: tracker.clone(),
+            sink: name.clone(),
         };
         let producer: ThreadedProducer<Ctx> = config
             .create_with_context(ctx)
@@ -344,6 +411,13 @@ impl KafkaSink {
                 cfg.brokers.bootstrap()
             ),
         }
+        let probe_stop = Arc::new(AtomicBool::new(false));
+        crate::telemetry::component(
+            &format!("sink/{name}"),
+            false,
+            format!("connecting to {}", cfg.brokers.bootstrap()),
+        );
+        probe(cfg, &name, probe_stop.clone());
         Ok(KafkaSink {
             name,
             topic: cfg.topic.clone(),
@@ -354,6 +428,7 @@ impl KafkaSink {
             stop,
             delivery_timeout,
             queue_full: 0,
+            probe_stop,
         })
     }
 
@@ -374,7 +449,7 @@ impl KafkaSink {
             }
             let seq = st.next;
             st.next += 1;
-            st.outstanding.insert(seq);
+            st.outstanding.insert(seq, Instant::now());
             seq
         };
         let mut record = BaseRecord::with_opaque_to(&self.topic, seq as usize)

@@ -88,6 +88,7 @@ impl Checkpoints {
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| fail(e.to_string()))?;
+        crate::telemetry::record_checkpoint(source);
         Ok(())
     }
 }

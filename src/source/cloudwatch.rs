@@ -228,14 +228,28 @@ pub async fn run(
                 r = tokio::time::timeout(timeout, req.send()) => r,
                 _ = stop.changed() => break 'scans,
             };
+            let component = format!("source/{name}");
             let out = match r {
-                Ok(Ok(o)) => o,
+                Ok(Ok(o)) => {
+                    crate::telemetry::component(&component, true, format!("reading {group}"));
+                    o
+                }
                 Ok(Err(e)) => {
+                    crate::telemetry::component(
+                        &component,
+                        false,
+                        format!("FilterLogEvents on {group} failed: {}", describe(&e)),
+                    );
                     tracing::error!(source = %name, group = %group, "FilterLogEvents failed: {}; next scan in {}s", describe(&e), scan_every.as_secs());
                     pages.clear();
                     break;
                 }
                 Err(_) => {
+                    crate::telemetry::component(
+                        &component,
+                        false,
+                        format!("FilterLogEvents on {group} timed out"),
+                    );
                     tracing::error!(source = %name, group = %group, "FilterLogEvents timed out after {}s", timeout.as_secs());
                     pages.clear();
                     break;

@@ -459,6 +459,16 @@ pub fn run(
         let polled = consumer.poll(poll_every);
         match polled {
             Some(Ok(m)) => {
+                if crate::telemetry::enabled()
+                    && let Some(ts) = m.timestamp().to_millis()
+                {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64);
+                    let lag = Duration::from_millis(now.saturating_sub(ts).max(0) as u64);
+                    crate::telemetry::record_lag(&name, lag);
+                    crate::telemetry::component(&format!("source/{name}"), true, "consuming");
+                }
                 let key = (m.topic().to_string(), m.partition());
                 let payload = m.payload().unwrap_or_default().to_vec();
                 stats.messages.fetch_add(1, Ordering::Relaxed);

@@ -210,6 +210,9 @@ pub async fn run(
     // The last fetch failure per message id, for the dead letter's reason.
     let mut failures: HashMap<String, String> = HashMap::new();
     let mut backoff = Duration::from_secs(1);
+    let component = format!("source/{}", cfg.name.as_deref().unwrap_or("sqs"));
+    crate::telemetry::component(&component, false, format!("connecting to {queue}"));
+    let mut healthy = false;
     while !*stop.borrow() {
         let recv = sqs
             .receive_message()
@@ -220,6 +223,9 @@ pub async fn run(
             .message_system_attribute_names(
                 aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
             )
+            .message_system_attribute_names(
+                aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp,
+            )
             .send();
         let r = tokio::select! {
             r = recv => r,
@@ -228,9 +234,23 @@ pub async fn run(
         let out = match r {
             Ok(o) => {
                 backoff = Duration::from_secs(1);
+                if !healthy {
+                    healthy = true;
+                    crate::telemetry::component(
+                        &component,
+                        true,
+                        format!("receiving from {queue}"),
+                    );
+                }
                 o
             }
             Err(e) => {
+                healthy = false;
+                crate::telemetry::component(
+                    &component,
+                    false,
+                    format!("receive from {queue} failed: {}", describe(&e)),
+                );
                 tracing::error!(queue = %queue, "receive failed: {}; retrying in {}s", describe(&e), backoff.as_secs());
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -242,6 +262,27 @@ pub async fn run(
         };
         let received_at = Instant::now();
         let mut objects: Vec<(Arc<Pending>, notification::ObjectRef)> = Vec::new();
+        if crate::telemetry::enabled() {
+            let newest = out
+                .messages()
+                .iter()
+                .filter_map(|m| {
+                    m.attributes()?
+                        .get(&aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp)?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .max();
+            if let Some(sent) = newest {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                crate::telemetry::record_lag(
+                    component.trim_start_matches("source/"),
+                    Duration::from_millis(now.saturating_sub(sent)),
+                );
+            }
+        }
         for m in out.messages() {
             stats.messages_received.fetch_add(1, Ordering::Relaxed);
             let (Some(receipt), body) = (m.receipt_handle(), m.body().unwrap_or("")) else {

@@ -238,6 +238,50 @@ impl Moto {
         panic!("moto_server: no free port on 127.0.0.1 after 5 attempts");
     }
 
+    /// Stops the server (its state is lost: moto keeps everything in memory).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a killed server again on the same port, empty.
+    pub fn start_again(&mut self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let stderr = std::fs::File::create(&self.stderr_log).expect("stderr log");
+            let mut child = Command::new(server_bin())
+                .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
+                .current_dir(&self.dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .env_remove("MOTO_PORT")
+                .env_remove("INITIAL_NO_AUTH_ACTION_COUNT")
+                .env("MOTO_ENABLE_RECORDING", "True")
+                .env("MOTO_RECORDER_FILEPATH", &self.recording)
+                .spawn()
+                .expect("restart moto_server");
+            match wait_ready(
+                &mut child,
+                self.port,
+                "probe-again",
+                &self.recording,
+                &self.stderr_log,
+            ) {
+                Ready::Yes => {
+                    self.child = child;
+                    self.clear_recording();
+                    return;
+                }
+                // The old socket may linger for a moment.
+                Ready::PortTaken if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                Ready::PortTaken => panic!("port {} stayed taken", self.port),
+            }
+        }
+    }
+
     /// This server's temporary directory (`recording.jsonl`, `stderr.log`).
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -718,7 +718,7 @@ fn progress_without_a_terminal_is_a_periodic_status_line() {
     let mut stdin = child.stdin.take().expect("stdin");
     std::io::Write::write_all(
         &mut stdin,
-        b"{\"eventName\":\"ListUsers\",\"eventID\":\"1\"}\n{\"eventName\":\"ListUsers\",\"eventID\":\"2\"}\n",
+        b"{\"eventName\":\"ListUsers\",\"eventID\":\"1\",\"eventTime\":\"2024-01-01T00:00:00Z\"}\n{\"eventName\":\"ListUsers\",\"eventID\":\"2\",\"eventTime\":\"2024-01-01T00:00:01Z\"}\n",
     )
     .expect("write");
     std::thread::sleep(Duration::from_millis(900));
@@ -746,4 +746,11 @@ fn progress_without_a_terminal_is_a_periodic_status_line() {
         .collect();
     assert!(status.len() >= 2, "{err}");
     assert!(status.iter().any(|v| v["records_in"] == 2), "{err}");
+    // The lag is how far the newest event time read is behind the clock.
+    assert!(
+        status
+            .iter()
+            .any(|v| v["event_lag_s"].as_i64().is_some_and(|s| s > 86_400 * 300)),
+        "{err}"
+    );
 }

@@ -720,3 +720,58 @@ fn a_missing_topic_is_a_configuration_error() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn a_kafka_sink_in_ocsf_keys_its_messages_from_the_native_finding() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topic("ocsf", 1);
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = write_config(
+        dir.path(),
+        "c.yaml",
+        &format!(
+            "version: 1\nsinks:\n  - stdout: {{}}\n  - kafka: {{brokers: [\"{}\"], topic: ocsf, key: \"{{rule.id}}\", format: ocsf}}\n",
+            broker.bootstrap
+        ),
+    );
+    let out = Command::new(common::BIN)
+        .arg(common::s3_layout())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--stats", "json"])
+        .output()
+        .expect("run");
+    let run = common::Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let native = run.findings();
+    assert!(native.len() >= 5);
+    let got = broker.consume_until("ocsf", |m| m.len() >= native.len(), Duration::from_secs(60));
+    assert_eq!(got.len(), native.len());
+    let mut ids = Vec::new();
+    for m in &got {
+        let v: Value = serde_json::from_slice(&m.payload).expect("json");
+        assert_eq!(v["class_uid"], 2004, "{v}");
+        let rule = v["finding_info"]["analytic"]["uid"]
+            .as_str()
+            .expect("rule id");
+        assert_eq!(
+            m.key.as_deref(),
+            Some(rule.as_bytes()),
+            "the key template reads the native finding"
+        );
+        ids.push(v["finding_info"]["uid"].as_str().expect("uid").to_string());
+    }
+    let mut want: Vec<String> = native
+        .iter()
+        .map(|f| f["id"].as_str().expect("id").to_string())
+        .collect();
+    ids.sort();
+    want.sort();
+    assert_eq!(ids, want, "the same findings on both sinks");
+}

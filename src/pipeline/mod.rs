@@ -438,7 +438,10 @@ pub fn run_live(
                             match done_rx.recv_timeout(st.every) {
                                 Ok(d) => break Some(d),
                                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                                    st.tick(&summary);
+                                    st.tick(
+                                        &summary,
+                                        stage.as_ref().and_then(Stage::newest_event_time),
+                                    );
                                 }
                                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
                                     break None;
@@ -452,7 +455,7 @@ pub fn run_live(
             };
             let Some(d) = msg else { break };
             if let Some(st) = status.as_mut() {
-                st.tick(&summary);
+                st.tick(&summary, stage.as_ref().and_then(Stage::newest_event_time));
             }
             pending.insert(d.seq, d);
             if crate::telemetry::enabled() {
@@ -739,22 +742,34 @@ impl Status {
     }
 
     /// Logs the status when a period has passed since the last line.
-    fn tick(&mut self, summary: &RunSummary) {
+    /// `newest` is the newest event time seen (µs), for the lag: how far the records
+    /// being read are behind the wall clock.
+    fn tick(&mut self, summary: &RunSummary, newest: Option<i64>) {
         let since = self.last.elapsed();
         if since < self.every {
             return;
         }
         let c = &summary.counters;
         let rate = (c.records_in - self.last_records) as f64 / since.as_secs_f64().max(1e-9);
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        let lag_s = newest.map(|t| (now_us.saturating_sub(t)).max(0) / 1_000_000);
+        let lag = lag_s.map_or_else(
+            || "-".to_string(),
+            |s| humantime::format_duration(std::time::Duration::from_secs(s as u64)).to_string(),
+        );
         tracing::info!(
             records_in = c.records_in,
             records_per_s = rate.round() as u64,
             findings = c.findings(),
             dead_lettered = c.records_dead_lettered,
-            "status: {} records ({:.0}/s), {} findings",
+            event_lag_s = lag_s,
+            "status: {} records ({:.0}/s), {} findings, event time lag {}",
             c.records_in,
             rate,
-            c.findings()
+            c.findings(),
+            lag
         );
         self.last = std::time::Instant::now();
         self.last_records = c.records_in;

@@ -327,6 +327,12 @@ impl Stage {
         self.engine.rebind(old, pack)
     }
 
+    /// The newest event time seen in the current input (µs), if any.
+    pub fn newest_event_time(&self) -> Option<i64> {
+        let w = self.engine.watermark();
+        (w != i64::MIN).then_some(w)
+    }
+
     /// Whether workers should compute dedup keys.
     pub fn dedups(&self) -> bool {
         self.dedup.is_some()

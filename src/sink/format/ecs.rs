@@ -9,19 +9,15 @@
 //! `labels` the `enrich:` tags; trailhound's own details sit under `trailhound.*`
 //! (a custom field set, which ECS allows).
 
-use serde_json::{Map, Value, json};
-
 use super::view::{EventView, NativeFinding, as_text};
-use super::{Context, attack, ocsf};
+use super::{Context, Obj, attack, ocsf};
 
 /// The ECS version written.
 pub const VERSION: &str = "8.11.0";
 
 /// Writes one ECS line (with its `\n`).
 pub fn write(cx: &Context<'_>, out: &mut Vec<u8>) {
-    let v = build(cx);
-    let _ = serde_json::to_writer(&mut *out, &v);
-    out.push(b'\n');
+    write_doc(cx, out);
 }
 
 /// `event.category` and `event.type` of a CloudTrail call: ECS allows only some types
@@ -107,198 +103,177 @@ fn risk_score(level: &str) -> u8 {
     }
 }
 
-/// The ECS document of a finding.
-pub fn build(cx: &Context<'_>) -> Value {
+/// Writes one ECS line (with its `\n`), straight into the buffer ([`Obj`]).
+fn write_doc(cx: &Context<'_>, out: &mut Vec<u8>) {
     let f: &NativeFinding<'_> = cx.finding;
     let ev: &EventView = &f.event;
     let corr = f.correlation();
     let source = as_text(&ev.eventSource);
     let name = as_text(&ev.eventName);
     let (category, kind) = classify(source.as_deref(), name.as_deref());
-    let timestamp = ev
-        .time()
-        .map(str::to_string)
-        .unwrap_or_else(|| f.detected_at.to_string());
+    let timestamp = ev.time().unwrap_or(&f.detected_at);
 
-    let mut event = Map::new();
-    event.insert("kind".into(), json!("alert"));
-    event.insert("category".into(), json!([category]));
-    event.insert("type".into(), json!([kind]));
-    event.insert("id".into(), json!(f.id));
-    event.insert("created".into(), json!(f.detected_at));
-    event.insert("severity".into(), json!(ocsf::severity_id(&f.rule.level)));
-    event.insert("risk_score".into(), json!(risk_score(&f.rule.level)));
-    event.insert("module".into(), json!("aws"));
-    event.insert("dataset".into(), json!("aws.cloudtrail"));
-    if let Some(s) = &source {
-        event.insert("provider".into(), json!(s));
-    }
-    if let Some(n) = &name {
-        event.insert("action".into(), json!(n));
-    }
-    if let Some(w) = corr.as_ref().and_then(|c| c.window.as_ref()) {
-        event.insert("start".into(), json!(w.start));
-        event.insert("end".into(), json!(w.end));
-    }
-    if let Some(raw) = f.record {
-        event.insert("original".into(), json!(raw.get()));
-    }
-    if let Some(c) = &corr
-        && c.event_count > 0
+    let mut o = Obj::new(out);
+    o.str("@timestamp", timestamp);
+    o.obj("ecs").str("version", VERSION);
+    o.str("message", &f.rule.title);
     {
-        event.insert("sequence".into(), json!(c.event_count));
-    }
-
-    let mut rule = Map::new();
-    rule.insert("id".into(), json!(f.rule.id));
-    rule.insert("uuid".into(), json!(f.rule.id));
-    rule.insert("name".into(), json!(f.rule.title));
-    rule.insert("category".into(), json!(f.rule.kind));
-    rule.insert(
-        "ruleset".into(),
-        json!(if f.rule.origin == "builtin" {
-            "trailhound builtin"
-        } else {
-            "local"
-        }),
-    );
-    if let Some(d) = cx.doc {
-        if let Some(desc) = &d.description {
-            rule.insert("description".into(), json!(desc));
+        let mut e = o.obj("event");
+        e.str("kind", "alert")
+            .strs("category", &[category])
+            .strs("type", &[kind])
+            .str("id", &f.id)
+            .str("created", &f.detected_at)
+            .num("severity", i64::from(ocsf::severity_id(&f.rule.level)))
+            .num("risk_score", i64::from(risk_score(&f.rule.level)))
+            .str("module", "aws")
+            .str("dataset", "aws.cloudtrail")
+            .opt_str("provider", source.as_deref())
+            .opt_str("action", name.as_deref());
+        if let Some(w) = corr.as_ref().and_then(|c| c.window.as_ref()) {
+            e.str("start", &w.start).str("end", &w.end);
         }
-        if let Some(r) = d.references.first() {
-            rule.insert("reference".into(), json!(r));
+        if let Some(raw) = f.record {
+            e.str("original", raw.get());
         }
-        if let Some(a) = &d.author {
-            rule.insert("author".into(), json!([a]));
+        if let Some(c) = corr.as_ref().filter(|c| c.event_count > 0) {
+            e.num("sequence", c.event_count as i64);
         }
     }
-
-    let a = attack(&f.rule.tags);
-    let mut threat = Map::new();
-    if !a.tactics.is_empty() || !a.techniques.is_empty() {
-        threat.insert("framework".into(), json!("MITRE ATT&CK"));
-    }
-    if !a.tactics.is_empty() {
-        let ids: Vec<&str> = a.tactics.iter().map(|t| t.0).collect();
-        let names: Vec<&str> = a.tactics.iter().map(|t| t.1).collect();
-        let refs: Vec<String> = ids
-            .iter()
-            .map(|id| format!("https://attack.mitre.org/tactics/{id}/"))
-            .collect();
-        threat.insert(
-            "tactic".into(),
-            json!({"id": ids, "name": names, "reference": refs}),
-        );
-    }
-    if !a.techniques.is_empty() {
-        let refs: Vec<String> = a
-            .techniques
-            .iter()
-            .map(|id| format!("https://attack.mitre.org/techniques/{id}/"))
-            .collect();
-        let mut tech = Map::new();
-        tech.insert("id".into(), json!(a.techniques));
-        tech.insert("reference".into(), json!(refs));
-        if !a.sub_techniques.is_empty() {
-            let refs: Vec<String> = a
-                .sub_techniques
-                .iter()
-                .map(|id| {
-                    format!(
-                        "https://attack.mitre.org/techniques/{}/",
-                        id.replace('.', "/")
-                    )
-                })
-                .collect();
-            tech.insert(
-                "subtechnique".into(),
-                json!({"id": a.sub_techniques, "reference": refs}),
+    {
+        let mut r = o.obj("rule");
+        r.str("id", &f.rule.id)
+            .str("uuid", &f.rule.id)
+            .str("name", &f.rule.title)
+            .str("category", &f.rule.kind)
+            .str(
+                "ruleset",
+                if f.rule.origin == "builtin" {
+                    "trailhound builtin"
+                } else {
+                    "local"
+                },
             );
+        if let Some(d) = cx.doc {
+            r.opt_str("description", d.description.as_deref())
+                .opt_str("reference", d.references.first().map(String::as_str));
+            if let Some(a) = &d.author {
+                r.strs("author", &[a]);
+            }
         }
-        threat.insert("technique".into(), Value::Object(tech));
     }
-
-    let mut cloud = Map::new();
-    cloud.insert("provider".into(), json!("aws"));
-    if let Some(r) = ev.awsRegion.as_str() {
-        cloud.insert("region".into(), json!(r));
+    let a = attack(&f.rule.tags);
+    if !a.tactics.is_empty() || !a.techniques.is_empty() {
+        let mut t = o.obj("threat");
+        t.str("framework", "MITRE ATT&CK");
+        if !a.tactics.is_empty() {
+            let ids: Vec<&str> = a.tactics.iter().map(|t| t.0).collect();
+            let names: Vec<&str> = a.tactics.iter().map(|t| t.1).collect();
+            let refs: Vec<String> = ids
+                .iter()
+                .map(|id| format!("https://attack.mitre.org/tactics/{id}/"))
+                .collect();
+            t.obj("tactic")
+                .strs("id", &ids)
+                .strs("name", &names)
+                .strs("reference", &refs);
+        }
+        if !a.techniques.is_empty() {
+            let refs: Vec<String> = a
+                .techniques
+                .iter()
+                .map(|id| format!("https://attack.mitre.org/techniques/{id}/"))
+                .collect();
+            let mut tech = t.obj("technique");
+            tech.strs("id", &a.techniques).strs("reference", &refs);
+            if !a.sub_techniques.is_empty() {
+                let refs: Vec<String> = a
+                    .sub_techniques
+                    .iter()
+                    .map(|id| {
+                        format!(
+                            "https://attack.mitre.org/techniques/{}/",
+                            id.replace('.', "/")
+                        )
+                    })
+                    .collect();
+                tech.obj("subtechnique")
+                    .strs("id", &a.sub_techniques)
+                    .strs("reference", &refs);
+            }
+        }
     }
-    let mut account = Map::new();
-    if let Some(acct) = ev.account() {
-        account.insert("id".into(), json!(acct));
+    {
+        let mut c = o.obj("cloud");
+        c.str("provider", "aws")
+            .opt_str("region", ev.awsRegion.as_str());
+        let acct = ev.account();
+        let alias = cx.account_alias();
+        if acct.is_some() || alias.is_some() {
+            c.obj("account").opt_str("id", acct).opt_str("name", alias);
+        }
     }
-    if let Some(alias) = cx.account_alias() {
-        account.insert("name".into(), json!(alias));
-    }
-    if !account.is_empty() {
-        cloud.insert("account".into(), Value::Object(account));
-    }
-
     let p = &ev.principal;
-    let mut user = Map::new();
-    if let Some(arn) = &p.arn {
-        user.insert("id".into(), json!(arn));
-        user.insert("name".into(), json!(arn.rsplit('/').next().unwrap_or(arn)));
-    }
-    if let Some(acct) = &p.account_id {
-        user.insert("domain".into(), json!(acct));
-    }
-
-    let mut o = Map::new();
-    o.insert("@timestamp".into(), json!(timestamp));
-    o.insert("ecs".into(), json!({"version": VERSION}));
-    o.insert("message".into(), json!(f.rule.title));
-    o.insert("event".into(), Value::Object(event));
-    o.insert("rule".into(), Value::Object(rule));
-    if !threat.is_empty() {
-        o.insert("threat".into(), Value::Object(threat));
-    }
-    o.insert("cloud".into(), Value::Object(cloud));
-    if !user.is_empty() {
-        o.insert("user".into(), Value::Object(user));
+    if p.arn.is_some() || p.account_id.is_some() {
+        let mut u = o.obj("user");
+        if let Some(arn) = &p.arn {
+            u.str("id", arn)
+                .str("name", arn.rsplit('/').next().unwrap_or(arn));
+        }
+        u.opt_str("domain", p.account_id.as_deref());
     }
     if let Some(src) = as_text(&ev.sourceIPAddress) {
-        let s = if src.parse::<std::net::IpAddr>().is_ok() {
-            json!({"ip": src, "address": src})
+        let mut s = o.obj("source");
+        if src.parse::<std::net::IpAddr>().is_ok() {
+            s.str("ip", &src);
         } else {
-            json!({"domain": src, "address": src})
-        };
-        o.insert("source".into(), s);
+            s.str("domain", &src);
+        }
+        s.str("address", &src);
     }
-    let mut tags: Vec<String> = f.rule.tags.iter().map(|t| t.to_string()).collect();
-    tags.extend(cx.enrich.tags.iter().map(|(k, v)| format!("{k}:{v}")));
-    if !tags.is_empty() {
-        o.insert("tags".into(), json!(tags));
+    if !f.rule.tags.is_empty() || !cx.enrich.tags.is_empty() {
+        let mut tags = o.arr("tags");
+        for t in &f.rule.tags {
+            tags.str(t);
+        }
+        for (k, v) in &cx.enrich.tags {
+            tags.str(&format!("{k}:{v}"));
+        }
     }
     if !cx.enrich.tags.is_empty() {
-        o.insert("labels".into(), json!(cx.enrich.tags));
+        let mut l = o.obj("labels");
+        for (k, v) in &cx.enrich.tags {
+            l.str(k, v);
+        }
     }
-    o.insert(
-        "observer".into(),
-        json!({"vendor": "trailhound", "product": "trailhound", "type": "detection", "version": env!("CARGO_PKG_VERSION")}),
-    );
-    o.insert("log".into(), json!({"file": {"path": f.input.name}}));
-    let mut th = Map::new();
-    th.insert(
-        "input".into(),
-        json!({"name": f.input.name, "record_index": f.input.record_index, "line": f.input.line, "byte_offset": f.input.byte_offset}),
-    );
-    th.insert("rule_origin".into(), json!(f.rule.origin));
-    th.insert("level".into(), json!(f.rule.level));
-    let fields = NativeFinding::value_of(f.fields);
-    if fields.as_object().is_some_and(|m| !m.is_empty()) {
-        th.insert("fields".into(), fields);
+    o.obj("observer")
+        .str("vendor", "trailhound")
+        .str("product", "trailhound")
+        .str("type", "detection")
+        .str("version", env!("CARGO_PKG_VERSION"));
+    o.obj("log").obj("file").str("path", &f.input.name);
+    {
+        let mut th = o.obj("trailhound");
+        th.obj("input")
+            .str("name", &f.input.name)
+            .num("record_index", f.input.record_index as i64)
+            .num("line", f.input.line as i64)
+            .num("byte_offset", f.input.byte_offset as i64);
+        th.str("rule_origin", &f.rule.origin)
+            .str("level", &f.rule.level);
+        if let Some(fields) = f.fields.filter(|r| r.get() != "{}") {
+            th.raw("fields", fields.get());
+        }
+        if let Some(c) = f.correlation {
+            th.raw("correlation", c.get());
+        }
+        th.num("suppressed", f.suppressed as i64);
+        if let Some(s) = f.suppression {
+            th.raw("suppression", s.get());
+        }
     }
-    if f.correlation.is_some() {
-        th.insert("correlation".into(), NativeFinding::value_of(f.correlation));
-    }
-    th.insert("suppressed".into(), json!(f.suppressed));
-    if f.suppression.is_some() {
-        th.insert("suppression".into(), NativeFinding::value_of(f.suppression));
-    }
-    o.insert("trailhound".into(), Value::Object(th));
-    Value::Object(o)
+    drop(o);
+    out.push(b'\n');
 }
 
 #[cfg(test)]

@@ -23,6 +23,9 @@ pub mod ecs;
 pub mod ocsf;
 pub mod text;
 pub mod view;
+mod write;
+
+pub use write::{Arr, Obj};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -7,18 +7,19 @@
 //! is the evidence (`evidences[0]`: actor, api, src_endpoint), the record `raw_data`;
 //! `cloud` names the account (with its alias from `enrich:`) and region; what OCSF
 //! has no attribute for (input position, `fields`, correlation details, suppression)
-//! goes into `unmapped`.
-
-use serde_json::{Map, Value, json};
+//! goes into `unmapped`. Written straight into the output buffer ([`super::Obj`]).
 
 use super::view::{NativeFinding, as_text};
-use super::{Context, attack, epoch_ms};
+use super::{Attack, Context, Obj, attack, epoch_ms};
 
 /// Longest string OCSF allows.
 const RAW_DATA_MAX: usize = 65_535;
 
 /// The OCSF version written.
 pub const VERSION: &str = "1.3.0";
+
+/// The ATT&CK version the tags refer to.
+const ATTACK_VERSION: &str = "v14";
 
 /// OCSF `severity_id` of a trailhound level.
 pub fn severity_id(level: &str) -> u8 {
@@ -45,13 +46,6 @@ fn severity_name(id: u8) -> &'static str {
 
 /// Writes one OCSF line (with its `\n`).
 pub fn write(cx: &Context<'_>, out: &mut Vec<u8>) {
-    let v = build(cx);
-    let _ = serde_json::to_writer(&mut *out, &v);
-    out.push(b'\n');
-}
-
-/// The OCSF event of a finding.
-pub fn build(cx: &Context<'_>) -> Value {
     let f: &NativeFinding<'_> = cx.finding;
     let ev = &f.event;
     let detected = epoch_ms(&f.detected_at).unwrap_or(0);
@@ -65,148 +59,124 @@ pub fn build(cx: &Context<'_>) -> Value {
     };
     let sev = severity_id(&f.rule.level);
     let a = attack(&f.rule.tags);
+    let desc = cx.doc.and_then(|d| d.description.as_deref());
+    let name = as_text(&ev.eventName);
+    let service = as_text(&ev.eventSource);
+    let event_id = as_text(&ev.eventID);
 
-    let mut analytic = Map::new();
-    analytic.insert("uid".into(), json!(f.rule.id));
-    analytic.insert("name".into(), json!(f.rule.title));
-    analytic.insert("type_id".into(), json!(1));
-    analytic.insert("type".into(), json!("Rule"));
-    analytic.insert("category".into(), json!(f.rule.kind));
-    if let Some(d) = cx.doc.and_then(|d| d.description.as_deref()) {
-        analytic.insert("desc".into(), json!(d));
+    let mut o = Obj::new(out);
+    o.num("activity_id", 1)
+        .str("activity_name", "Create")
+        .num("category_uid", 2)
+        .str("category_name", "Findings")
+        .num("class_uid", 2004)
+        .str("class_name", "Detection Finding")
+        .num("type_uid", 200401)
+        .str("type_name", "Detection Finding: Create")
+        .num("severity_id", i64::from(sev))
+        .str("severity", severity_name(sev))
+        .num("status_id", 1)
+        .str("status", "New")
+        .num("time", detected)
+        .str("message", &f.rule.title);
+    {
+        let mut m = o.obj("metadata");
+        m.str("version", VERSION).str("uid", &f.id);
+        m.obj("product")
+            .str("name", "trailhound")
+            .str("vendor_name", "trailhound")
+            .str("version", env!("CARGO_PKG_VERSION"));
+        m.strs("profiles", &["cloud"])
+            .str("log_name", &f.input.name)
+            .str("log_provider", "AWS CloudTrail");
     }
-
-    let mut info = Map::new();
-    info.insert("uid".into(), json!(f.id));
-    info.insert("title".into(), json!(f.rule.title));
-    if let Some(d) = cx.doc.and_then(|d| d.description.as_deref()) {
-        info.insert("desc".into(), json!(d));
-    }
-    info.insert("analytic".into(), Value::Object(analytic));
-    info.insert("created_time".into(), json!(detected));
-    if let Some(t) = first_seen {
-        info.insert("first_seen_time".into(), json!(t));
-    }
-    if let Some(t) = last_seen {
-        info.insert("last_seen_time".into(), json!(t));
-    }
-    info.insert("types".into(), json!([f.rule.kind]));
-    info.insert("data_sources".into(), json!(["AWS CloudTrail"]));
-    if let Some(refs) = cx.doc.map(|d| &d.references).filter(|r| !r.is_empty()) {
-        info.insert("src_url".into(), json!(refs[0]));
-    }
-    let attacks = attacks(&a);
-    if !attacks.is_empty() {
-        info.insert("attacks".into(), Value::Array(attacks));
-    }
-    if let Some(c) = &corr {
-        let related: Vec<Value> = c
-            .event_ids
-            .iter()
-            .map(|id| json!({"uid": id, "product_uid": "aws-cloudtrail"}))
-            .collect();
-        if !related.is_empty() {
-            info.insert("related_events".into(), Value::Array(related));
+    {
+        let mut info = o.obj("finding_info");
+        info.str("uid", &f.id)
+            .str("title", &f.rule.title)
+            .opt_str("desc", desc);
+        {
+            let mut an = info.obj("analytic");
+            an.str("uid", &f.rule.id)
+                .str("name", &f.rule.title)
+                .num("type_id", 1)
+                .str("type", "Rule")
+                .str("category", &f.rule.kind)
+                .opt_str("desc", desc);
+        }
+        info.num("created_time", detected);
+        if let Some(t) = first_seen {
+            info.num("first_seen_time", t);
+        }
+        if let Some(t) = last_seen {
+            info.num("last_seen_time", t);
+        }
+        info.strs("types", &[&*f.rule.kind])
+            .strs("data_sources", &["AWS CloudTrail"]);
+        if let Some(r) = cx.doc.and_then(|d| d.references.first()) {
+            info.str("src_url", r);
+        }
+        if !a.techniques.is_empty() || !a.tactics.is_empty() {
+            write_attacks(&mut info, &a);
+        }
+        if let Some(c) = corr.as_ref().filter(|c| !c.event_ids.is_empty()) {
+            let mut rel = info.arr("related_events");
+            for id in &c.event_ids {
+                rel.obj()
+                    .str("uid", id)
+                    .str("product_uid", "aws-cloudtrail");
+            }
         }
     }
-
-    let mut account = Map::new();
-    if let Some(acct) = ev.account() {
-        account.insert("uid".into(), json!(acct));
-        account.insert("type_id".into(), json!(10));
-        account.insert("type".into(), json!("AWS Account"));
+    {
+        let mut cloud = o.obj("cloud");
+        cloud.str("provider", "AWS");
+        cloud.opt_str("region", ev.awsRegion.as_str());
+        let acct = ev.account();
+        let alias = cx.account_alias();
+        if acct.is_some() || alias.is_some() {
+            let mut ac = cloud.obj("account");
+            if let Some(id) = acct {
+                ac.str("uid", id)
+                    .num("type_id", 10)
+                    .str("type", "AWS Account");
+            }
+            ac.opt_str("name", alias);
+        }
     }
-    if let Some(alias) = cx.account_alias() {
-        account.insert("name".into(), json!(alias));
+    if let Some(op) = &name {
+        write_api(o.obj("api"), op, service.as_deref(), event_id.as_deref());
     }
-    let mut cloud = Map::new();
-    cloud.insert("provider".into(), json!("AWS"));
-    if let Some(r) = ev.awsRegion.as_str() {
-        cloud.insert("region".into(), json!(r));
+    {
+        let p = &ev.principal;
+        let has_actor = p.arn.is_some() || p.kind.is_some() || p.account_id.is_some();
+        let src = as_text(&ev.sourceIPAddress);
+        if has_actor || name.is_some() || src.is_some() {
+            let mut evs = o.arr("evidences");
+            let mut e = evs.obj();
+            if has_actor {
+                write_actor(&mut e, cx);
+            }
+            if let Some(op) = &name {
+                write_api(e.obj("api"), op, service.as_deref(), event_id.as_deref());
+            }
+            if let Some(src) = &src {
+                let mut ep = e.obj("src_endpoint");
+                if src.parse::<std::net::IpAddr>().is_ok() {
+                    ep.str("ip", src);
+                } else {
+                    // A service principal (`ec2.amazonaws.com`), `AWS Internal`, or a
+                    // value that is not a valid address.
+                    ep.str("name", src);
+                }
+            }
+        }
     }
-    if !account.is_empty() {
-        cloud.insert("account".into(), Value::Object(account));
+    if let Some(t) = first_seen {
+        o.num("start_time", t);
     }
-
-    let mut evidence = Map::new();
-    if let Some(actor) = actor(cx) {
-        evidence.insert("actor".into(), actor);
-    }
-    if let Some(api) = api(ev) {
-        evidence.insert("api".into(), api.clone());
-    }
-    if let Some(ep) = endpoint(ev) {
-        evidence.insert("src_endpoint".into(), ep);
-    }
-
-    let mut unmapped = Map::new();
-    unmapped.insert(
-        "input".into(),
-        json!({
-            "name": f.input.name,
-            "record_index": f.input.record_index,
-            "line": f.input.line,
-            "byte_offset": f.input.byte_offset,
-        }),
-    );
-    unmapped.insert("rule_origin".into(), json!(f.rule.origin));
-    if !a.other.is_empty() {
-        unmapped.insert("rule_tags".into(), json!(a.other));
-    }
-    let fields = NativeFinding::value_of(f.fields);
-    if fields.as_object().is_some_and(|m| !m.is_empty()) {
-        unmapped.insert("fields".into(), fields);
-    }
-    if f.correlation.is_some() {
-        unmapped.insert("correlation".into(), NativeFinding::value_of(f.correlation));
-    }
-    if f.suppression.is_some() {
-        unmapped.insert("suppression".into(), NativeFinding::value_of(f.suppression));
-    }
-
-    let mut o = Map::new();
-    o.insert("activity_id".into(), json!(1));
-    o.insert("activity_name".into(), json!("Create"));
-    o.insert("category_uid".into(), json!(2));
-    o.insert("category_name".into(), json!("Findings"));
-    o.insert("class_uid".into(), json!(2004));
-    o.insert("class_name".into(), json!("Detection Finding"));
-    o.insert("type_uid".into(), json!(200401));
-    o.insert("type_name".into(), json!("Detection Finding: Create"));
-    o.insert("severity_id".into(), json!(sev));
-    o.insert("severity".into(), json!(severity_name(sev)));
-    o.insert("status_id".into(), json!(1));
-    o.insert("status".into(), json!("New"));
-    o.insert("time".into(), json!(detected));
-    o.insert("message".into(), json!(f.rule.title));
-    o.insert(
-        "metadata".into(),
-        json!({
-            "version": VERSION,
-            "uid": f.id,
-            "product": {
-                "name": "trailhound",
-                "vendor_name": "trailhound",
-                "version": env!("CARGO_PKG_VERSION"),
-            },
-            "profiles": ["cloud"],
-            "log_name": f.input.name,
-            "log_provider": "AWS CloudTrail",
-        }),
-    );
-    o.insert("finding_info".into(), Value::Object(info));
-    o.insert("cloud".into(), Value::Object(cloud));
-    if let Some(api) = api(ev) {
-        o.insert("api".into(), api);
-    }
-    if !evidence.is_empty() {
-        o.insert("evidences".into(), json!([Value::Object(evidence)]));
-    }
-    if let Some(first) = first_seen {
-        o.insert("start_time".into(), json!(first));
-    }
-    if let Some(last) = last_seen {
-        o.insert("end_time".into(), json!(last));
+    if let Some(t) = last_seen {
+        o.num("end_time", t);
     }
     let count = match (&corr, f.suppressed) {
         (_, n) if n > 0 => Some(n),
@@ -214,111 +184,115 @@ pub fn build(cx: &Context<'_>) -> Value {
         _ => None,
     };
     if let Some(n) = count {
-        o.insert("count".into(), json!(n));
+        o.num("count", n as i64);
     }
-    let enrichments: Vec<Value> = cx
-        .enrich
-        .tags
-        .iter()
-        .map(|(k, v)| json!({"name": k, "value": v, "type": "tag", "data": {k: v}}))
-        .collect();
-    if !enrichments.is_empty() {
-        o.insert("enrichments".into(), Value::Array(enrichments));
+    if !cx.enrich.tags.is_empty() {
+        let mut en = o.arr("enrichments");
+        for (k, v) in &cx.enrich.tags {
+            let mut x = en.obj();
+            x.str("name", k).str("value", v).str("type", "tag");
+            x.obj("data").str(k, v);
+        }
     }
-    o.insert("unmapped".into(), Value::Object(unmapped));
+    let mut truncated_from = None;
     if let Some(raw) = f.record {
         // OCSF caps strings at 65,535 characters; the whole record stays in the
         // native finding (and the archive).
         let text = raw.get();
-        if text.chars().count() <= RAW_DATA_MAX {
-            o.insert("raw_data".into(), json!(text));
-        } else {
-            let cut: String = text.chars().take(RAW_DATA_MAX).collect();
-            o.insert("raw_data".into(), json!(cut));
-            if let Some(Value::Object(u)) = o.get_mut("unmapped") {
-                u.insert("raw_data_truncated_from".into(), json!(text.len()));
+        match text.char_indices().nth(RAW_DATA_MAX) {
+            None => {
+                o.str("raw_data", text);
+            }
+            Some((cut, _)) => {
+                o.str("raw_data", &text[..cut]);
+                truncated_from = Some(text.len());
             }
         }
     }
-    Value::Object(o)
+    {
+        let mut u = o.obj("unmapped");
+        u.obj("input")
+            .str("name", &f.input.name)
+            .num("record_index", f.input.record_index as i64)
+            .num("line", f.input.line as i64)
+            .num("byte_offset", f.input.byte_offset as i64);
+        u.str("rule_origin", &f.rule.origin);
+        if !a.other.is_empty() {
+            u.strs("rule_tags", &a.other);
+        }
+        if let Some(fields) = f.fields.filter(|r| r.get() != "{}") {
+            u.raw("fields", fields.get());
+        }
+        if let Some(c) = f.correlation {
+            u.raw("correlation", c.get());
+        }
+        if let Some(s) = f.suppression {
+            u.raw("suppression", s.get());
+        }
+        if let Some(n) = truncated_from {
+            u.num("raw_data_truncated_from", n as i64);
+        }
+    }
+    drop(o);
+    out.push(b'\n');
 }
 
-fn attacks(a: &super::Attack<'_>) -> Vec<Value> {
-    let tactic = |(id, name): (&str, &str)| json!({"uid": id, "name": name});
-    let mut out = Vec::new();
+fn write_attacks(info: &mut Obj<'_>, a: &Attack<'_>) {
+    let mut arr = info.arr("attacks");
+    let tactic = |o: &mut Obj<'_>, (id, name): (&str, &str)| {
+        o.obj("tactic").str("uid", id).str("name", name);
+    };
     for t in &a.techniques {
-        let mut m = Map::new();
-        m.insert("technique".into(), json!({"uid": t}));
+        let mut m = arr.obj();
+        m.obj("technique").str("uid", t);
         if let Some(sub) = a.sub_techniques.iter().find(|s| s.starts_with(t.as_str())) {
-            m.insert("sub_technique".into(), json!({"uid": sub}));
+            m.obj("sub_technique").str("uid", sub);
         }
         if let Some(&first) = a.tactics.first() {
-            m.insert("tactic".into(), tactic(first));
+            tactic(&mut m, first);
         }
-        m.insert("version".into(), json!("v14"));
-        out.push(Value::Object(m));
+        m.str("version", ATTACK_VERSION);
     }
     let skip = usize::from(!a.techniques.is_empty());
     for &t in a.tactics.iter().skip(skip) {
-        out.push(json!({"tactic": tactic(t), "version": "v14"}));
+        let mut m = arr.obj();
+        tactic(&mut m, t);
+        m.str("version", ATTACK_VERSION);
     }
-    out
 }
 
-fn actor(cx: &Context<'_>) -> Option<Value> {
+fn write_actor(e: &mut Obj<'_>, cx: &Context<'_>) {
     let p = &cx.finding.event.principal;
-    if p.arn.is_none() && p.kind.is_none() && p.account_id.is_none() {
-        return None;
-    }
-    let mut user = Map::new();
+    let mut actor = e.obj("actor");
+    let mut user = actor.obj("user");
     if let Some(arn) = &p.arn {
-        user.insert("uid".into(), json!(arn));
-        let name = arn.rsplit('/').next().unwrap_or(arn);
-        user.insert("name".into(), json!(name));
+        user.str("uid", arn)
+            .str("name", arn.rsplit('/').next().unwrap_or(arn));
     }
     if let Some(t) = &p.kind {
-        user.insert("type".into(), json!(t));
         let type_id = match t.as_str() {
             "IAMUser" | "AssumedRole" | "FederatedUser" | "IdentityCenterUser" => 1,
             "Root" => 2,
             "AWSService" | "AWSAccount" => 3,
             _ => 99,
         };
-        user.insert("type_id".into(), json!(type_id));
+        user.str("type", t).num("type_id", type_id);
     }
     if let Some(acct) = &p.account_id {
-        let mut account = Map::new();
-        account.insert("uid".into(), json!(acct));
-        account.insert("type_id".into(), json!(10));
-        account.insert("type".into(), json!("AWS Account"));
-        if let Some(alias) = cx.principal_alias() {
-            account.insert("name".into(), json!(alias));
-        }
-        user.insert("account".into(), Value::Object(account));
+        let mut ac = user.obj("account");
+        ac.str("uid", acct)
+            .num("type_id", 10)
+            .str("type", "AWS Account");
+        ac.opt_str("name", cx.principal_alias());
     }
-    Some(json!({"user": Value::Object(user)}))
 }
 
-fn api(ev: &super::view::EventView) -> Option<Value> {
-    let op = as_text(&ev.eventName)?;
-    let mut api = Map::new();
-    api.insert("operation".into(), json!(op));
-    if let Some(s) = as_text(&ev.eventSource) {
-        api.insert("service".into(), json!({"name": s}));
+fn write_api(mut api: Obj<'_>, op: &str, service: Option<&str>, request: Option<&str>) {
+    api.str("operation", op);
+    if let Some(s) = service {
+        api.obj("service").str("name", s);
     }
-    if let Some(id) = as_text(&ev.eventID) {
-        api.insert("request".into(), json!({"uid": id}));
+    if let Some(id) = request {
+        api.obj("request").str("uid", id);
     }
-    Some(Value::Object(api))
-}
-
-fn endpoint(ev: &super::view::EventView) -> Option<Value> {
-    let src = as_text(&ev.sourceIPAddress)?;
-    Some(if src.parse::<std::net::IpAddr>().is_ok() {
-        json!({"ip": src})
-    } else {
-        // A service principal (`ec2.amazonaws.com`), `AWS Internal`, or a value that
-        // is not a valid address.
-        json!({"name": src})
-    })
 }

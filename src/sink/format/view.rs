@@ -189,12 +189,6 @@ impl NativeFinding<'_> {
         self.correlation
             .and_then(|raw| serde_json::from_str(raw.get()).ok())
     }
-
-    /// A raw part as a JSON value (`null` when absent).
-    pub fn value_of(raw: Option<&RawValue>) -> Value {
-        raw.and_then(|r| serde_json::from_str(r.get()).ok())
-            .unwrap_or(Value::Null)
-    }
 }
 
 /// The `enrichment` object of a native finding.

@@ -401,6 +401,11 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
     if args.progress && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         cfg.status_every = Some(args.progress_interval);
     }
+    // On a terminal, a progress line (S3 listings have their own bar).
+    cfg.progress_bar = args.progress
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && remote.is_empty()
+        && mode == Mode::Detect;
     cfg.max_record_bytes = args.max_record_bytes.max(1);
     let config_name = || {
         args.config

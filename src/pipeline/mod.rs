@@ -90,6 +90,9 @@ pub struct PipelineConfig {
     /// Log a one-line status (records, records/s, findings) this often (`--progress`
     /// when stderr is not a terminal).
     pub status_every: Option<std::time::Duration>,
+    /// Show a progress line (indicatif) on stderr, which is a terminal: records,
+    /// records/s, findings, event-time lag.
+    pub progress_bar: bool,
 }
 
 impl Default for PipelineConfig {
@@ -114,6 +117,7 @@ impl Default for PipelineConfig {
             dedup: false,
             key_hasher: KeyHasher::new(),
             status_every: None,
+            progress_bar: false,
         }
     }
 }
@@ -423,6 +427,7 @@ pub fn run_live(
         let mut cur = InputCursor::default();
         let mut writing = true;
         let mut status = cfg.status_every.map(Status::new);
+        let mut bar = cfg.progress_bar.then(Bar::new);
         loop {
             let msg = match done_rx.try_recv() {
                 Ok(d) => Some(d),
@@ -520,11 +525,21 @@ pub fn run_live(
                 );
                 count_emitted(&emit, &pack, &mut summary, &mut max_level);
                 emit.clear();
+                if let Some(b) = bar.as_mut() {
+                    b.update(&summary, stage.as_ref().and_then(Stage::newest_event_time));
+                }
                 if archiving && !d.archive.is_empty() {
                     let batches = std::mem::take(&mut d.archive)
                         .into_iter()
                         .map(|(k, b, _)| (k, b))
                         .collect();
+                    if crate::telemetry::enabled() {
+                        crate::telemetry::record_channel(
+                            "archive",
+                            archive_tx.len(),
+                            archive_tx.capacity().unwrap_or(0),
+                        );
+                    }
                     let _ = archive_tx.send(ArchiveMsg::Batches(batches));
                 }
                 if let Some(ack) = d.ack.take() {
@@ -558,6 +573,9 @@ pub fn run_live(
             }
             count_emitted(&emit, &pack, &mut summary, &mut max_level);
             emit.clear();
+        }
+        if let Some(b) = bar.take() {
+            b.bar.finish_and_clear();
         }
         drop(archive_tx);
         if let Some(t) = archive_thread {
@@ -726,6 +744,59 @@ fn apply_state(st: &mut Stage, d: &mut Done, base: u64, emit: &mut Emit) {
 }
 
 /// The periodic status line of `--progress` without a terminal.
+/// The progress line on a terminal.
+struct Bar {
+    bar: indicatif::ProgressBar,
+    last: std::time::Instant,
+    started: std::time::Instant,
+}
+
+impl Bar {
+    fn new() -> Self {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        let now = std::time::Instant::now();
+        Bar {
+            bar,
+            last: now,
+            started: now,
+        }
+    }
+
+    /// Redraws at most ten times a second.
+    fn update(&mut self, summary: &RunSummary, newest: Option<i64>) {
+        if self.last.elapsed() < std::time::Duration::from_millis(100) {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let c = &summary.counters;
+        let rate = c.records_in as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        let lag = newest
+            .map(|t| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as i64);
+                let s = (now.saturating_sub(t)).max(0) / 1_000_000;
+                format!(
+                    ", event time lag {}",
+                    humantime::format_duration(std::time::Duration::from_secs(s as u64))
+                )
+            })
+            .unwrap_or_default();
+        self.bar.set_message(format!(
+            "{} records ({:.0}/s), {} findings, {} dead-lettered{lag}",
+            c.records_in,
+            rate,
+            c.findings(),
+            c.records_dead_lettered
+        ));
+    }
+}
+
 struct Status {
     every: std::time::Duration,
     last: std::time::Instant,

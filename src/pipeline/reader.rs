@@ -46,6 +46,10 @@ impl Reader {
             return false;
         }
         self.seq += 1;
+        if crate::telemetry::enabled() {
+            let cap = self.work.capacity().unwrap_or(0);
+            crate::telemetry::record_channel("work_queue", self.work.len(), cap);
+        }
         let pack = self.rules.current(&mut self.cache);
         self.work.send(super::Unit { pack, work: w }).is_ok()
     }

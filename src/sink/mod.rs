@@ -10,6 +10,8 @@
 //!
 //! **Decision.** Workers render JSON, the single sink thread only copies bytes: output
 //! formatting is the most expensive per-finding step and runs in parallel that way.
+//! A sink with another [`format`] (OCSF, ECS, text) or an `enrich:` section re-encodes
+//! each native line on the sink thread, about 3–10 µs a finding (docs/output.md).
 //!
 //! **Several sinks.** `sinks:` lists any number of stdout, [`file`] and [`kafka`] sinks,
 //! each with an optional [`route`]; every finding goes to each sink whose route takes

@@ -30,8 +30,12 @@ impl Dedup {
         Dedup {
             window,
             max_entries: max_entries.max(1),
-            seen: FxHashMap::default(),
-            order: VecDeque::new(),
+            // Grown once to a working size instead of by repeated doubling.
+            seen: FxHashMap::with_capacity_and_hasher(
+                max_entries.clamp(1, 1 << 17),
+                Default::default(),
+            ),
+            order: VecDeque::with_capacity(max_entries.clamp(1, 1 << 17)),
             newest: i64::MIN,
             evicted: 0,
         }
@@ -42,12 +46,18 @@ impl Dedup {
     pub fn is_repeat(&mut self, key: u64, time: i64) -> bool {
         self.newest = self.newest.max(time);
         let horizon = self.newest.saturating_sub(self.window);
-        if let Some(&t) = self.seen.get(&key)
-            && t >= horizon
-        {
-            return true;
+        // One probe: most keys are new.
+        match self.seen.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                if *e.get() >= horizon {
+                    return true;
+                }
+                e.insert(time);
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(time);
+            }
         }
-        self.seen.insert(key, time);
         self.order.push_back((key, time));
         while let Some(&(k, t)) = self.order.front() {
             let full = self.order.len() > self.max_entries;

@@ -30,12 +30,8 @@ impl Dedup {
         Dedup {
             window,
             max_entries: max_entries.max(1),
-            // Grown once to a working size instead of by repeated doubling.
-            seen: FxHashMap::with_capacity_and_hasher(
-                max_entries.clamp(1, 1 << 17),
-                Default::default(),
-            ),
-            order: VecDeque::with_capacity(max_entries.clamp(1, 1 << 17)),
+            seen: FxHashMap::default(),
+            order: VecDeque::new(),
             newest: i64::MIN,
             evicted: 0,
         }

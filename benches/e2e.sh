@@ -151,3 +151,44 @@ for j in jobs:
     print(f"{'duckdb ' + j['parquet']:46} {j['seconds']:8.3f} {j['events_per_s']:10,.0f} {j['parquet_bytes']:12,}  {ratio:.2f}x")
 PY
 fi
+
+# --- rsigma on the 57 SigmaHQ AWS rules (issue 12) --------------------------------
+# rsigma 0.23.0 (`cargo install rsigma --locked --version 0.23.0`) from PATH or RSIGMA=.
+RSIGMA="${RSIGMA:-$(command -v rsigma || true)}"
+if [ -n "$RSIGMA" ] && [ -x "$RSIGMA" ]; then
+    log "rsigma ($RSIGMA) vs trailhound on tests/sigmahq/rules, best of $RUNS"
+    time_best() {  # time_best OUT CMD...: best wall seconds of RUNS runs, stdout of the last to OUT
+        local out="$1"; shift
+        local b=""
+        for _ in $(seq "$RUNS"); do
+            local t0 t1
+            t0=$(date +%s.%N)
+            "$@" < "$DIR/ct.ndjson" > "$out" 2> /dev/null
+            t1=$(date +%s.%N)
+            b=$(python3 -c "import sys; v=[float(x) for x in sys.argv[1:] if x]; print(min(v))" "$(python3 -c "print($t1 - $t0)")" "$b")
+        done
+        echo "$b"
+    }
+    rs_eval=$(time_best "$DIR/rsigma.ndjson" "$RSIGMA" engine eval -r tests/sigmahq/rules --include-event)
+    rs_d1=$(RAYON_NUM_THREADS=1 time_best /dev/null "$RSIGMA" engine daemon -r tests/sigmahq/rules --input stdin --input-format json)
+    rs_d2=$(RAYON_NUM_THREADS="$THREADS" time_best /dev/null "$RSIGMA" engine daemon -r tests/sigmahq/rules --input stdin --input-format json)
+    # trailhound reading stdin, as rsigma does, and reading the file itself.
+    th=$(time_best "$DIR/trailhound-sigmahq.ndjson" "$TRAILHOUND" --no-builtin --rules tests/sigmahq/rules --threads "$THREADS" --no-record --stats none)
+    th_file=$(time_best /dev/null "$TRAILHOUND" "$DIR/ct.ndjson" --no-builtin --rules tests/sigmahq/rules --threads "$THREADS" --no-record --stats none)
+    python3 - "$EVENTS" "$th" "$rs_eval" "$rs_d1" "$rs_d2" "$THREADS" "$th_file" <<'PY'
+import sys
+events, th, ev, d1, d2, threads, th_file = int(sys.argv[1]), *map(float, sys.argv[2:6]), sys.argv[6], float(sys.argv[7])
+best = min(ev, d1, d2)
+print(f"{'tool':44} {'seconds':>8} {'events/s':>10}  trailhound (stdin) ÷")
+print(f"{'trailhound --threads ' + threads + ', stdin':44} {th:8.3f} {events / th:10,.0f}")
+print(f"{'trailhound --threads ' + threads + ', the file':44} {th_file:8.3f} {events / th_file:10,.0f}")
+for name, s in (("rsigma engine eval", ev), ("rsigma engine daemon RAYON_NUM_THREADS=1", d1),
+                (f"rsigma engine daemon RAYON_NUM_THREADS={threads}", d2)):
+    print(f"{name:44} {s:8.3f} {events / s:10,.0f}  {s / th:.2f}x")
+print(f"against rsigma's best setting: {best / th:.2f}x reading stdin, {best / th_file:.2f}x reading the file")
+PY
+    log "findings: trailhound vs rsigma, (eventID, rule) pairs"
+    python3 benches/compare_rsigma.py "$DIR/trailhound-sigmahq.ndjson" "$DIR/rsigma.ndjson" || true
+else
+    log "rsigma not found (PATH or RSIGMA=): skipped"
+fi

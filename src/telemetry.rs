@@ -60,8 +60,6 @@ pub fn health() -> Arc<Health> {
 pub fn component(name: &str, ready: bool, detail: impl Into<String>) {
     if enabled() {
         health().set(name, ready, detail);
-    }
-    if enabled() {
         ::metrics::gauge!("trailhound_component_ready", "component" => name.to_string())
             .set(if ready { 1.0 } else { 0.0 });
     }
@@ -346,11 +344,7 @@ pub fn record_reload(ok: bool, rules: usize) {
     ::metrics::counter!("trailhound_rule_reloads_total", "result" => result).increment(1);
     ::metrics::gauge!("trailhound_rules_loaded").set(rules as f64);
     if ok {
-        ::metrics::gauge!("trailhound_rules_last_reload_timestamp_seconds").set(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
-        );
+        ::metrics::gauge!("trailhound_rules_last_reload_timestamp_seconds").set(now_seconds());
     }
 }
 
@@ -379,22 +373,28 @@ pub fn record_archive_file(rows: u64) {
 }
 
 /// Sets how far behind a source is: the age of the newest record it received, from
-/// the queue's own timestamp (SQS `SentTimestamp`, the Kafka message timestamp).
-pub fn record_lag(source: &str, lag: Duration) {
+/// the queue's own timestamp in epoch milliseconds (SQS `SentTimestamp`, the Kafka
+/// message timestamp).
+pub fn record_lag(source: &str, sent_ms: i64) {
     if enabled() {
+        let lag_ms = (crate::archive::now_micros() / 1000)
+            .saturating_sub(sent_ms)
+            .max(0);
         ::metrics::gauge!("trailhound_source_lag_seconds", "source" => source.to_string())
-            .set(lag.as_secs_f64());
+            .set(lag_ms as f64 / 1000.0);
     }
+}
+
+/// Now, in seconds since the epoch (for timestamp gauges).
+fn now_seconds() -> f64 {
+    crate::archive::now_micros() as f64 / 1e6
 }
 
 /// Records that a source's checkpoint was written now.
 pub fn record_checkpoint(source: &str) {
     if enabled() {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
         ::metrics::gauge!("trailhound_checkpoint_last_timestamp_seconds", "source" => source.to_string())
-            .set(now);
+            .set(now_seconds());
     }
 }
 

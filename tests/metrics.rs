@@ -193,6 +193,20 @@ fn health_until(addr: &str, what: &str, cond: impl Fn(u16, &Value) -> bool) -> V
     }
 }
 
+/// Waits for `/health` to answer 503 and checks that it names `name` as not ready,
+/// with a reason that mentions `reason`.
+fn unready_because(addr: &str, name: &str, reason: &str) {
+    let h = health_until(addr, "unready", |code, v| {
+        code == 503 && v["status"] == "unready"
+    });
+    let c = component(&h, name);
+    assert_eq!(c["ready"], false, "{h}");
+    assert!(
+        c["detail"].as_str().is_some_and(|d| d.contains(reason)),
+        "the reason names {reason}: {h}"
+    );
+}
+
 fn component<'a>(health: &'a Value, name: &str) -> &'a Value {
     health["components"]
         .as_array()
@@ -224,17 +238,7 @@ fn health_follows_the_kafka_sink_going_away_and_coming_back() {
     assert_eq!(component(&h, "rules")["ready"], true, "{h}");
 
     broker.kill();
-    let h = health_until(&addr, "unready", |code, v| {
-        code == 503 && v["status"] == "unready"
-    });
-    let sink = component(&h, "sink/kafka");
-    assert_eq!(sink["ready"], false, "{h}");
-    assert!(
-        sink["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains(&broker.bootstrap)),
-        "the reason names the brokers: {h}"
-    );
+    unready_because(&addr, "sink/kafka", &broker.bootstrap);
     let (_, metrics) = get(&addr, "/metrics");
     assert!(
         metrics.contains("trailhound_component_ready{component=\"sink/kafka\"} 0"),
@@ -285,17 +289,7 @@ fn health_follows_the_emulator_going_away_and_coming_back() {
     assert_eq!(h["status"], "ready");
 
     moto.kill();
-    let h = health_until(&addr, "unready", |code, v| {
-        code == 503 && v["status"] == "unready"
-    });
-    let src = component(&h, "source/live");
-    assert_eq!(src["ready"], false, "{h}");
-    assert!(
-        src["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("trail-q")),
-        "the reason names the queue: {h}"
-    );
+    unready_because(&addr, "source/live", "trail-q");
 
     moto.start_again();
     // The emulator comes back empty: once the queue exists again, the source reads.

@@ -100,6 +100,21 @@ impl Daemon {
         );
     }
 
+    /// The rule ids of the next `n` findings, sorted (their order within a record is
+    /// not part of the contract).
+    fn rule_ids_of_next(&mut self, n: usize) -> Vec<String> {
+        let mut ids: Vec<String> = (0..n)
+            .map(|_| {
+                self.finding()["rule"]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        ids.sort();
+        ids
+    }
+
     fn finish(mut self) -> Value {
         drop(self.stdin.take());
         let status = self.child.wait().expect("wait");
@@ -254,15 +269,7 @@ fn run_keeps_the_state_of_unchanged_correlations_across_a_reload() {
     );
     d.wait_log("rules reloaded");
     d.send(&record(3, "CreateAccessKey", ip));
-    let mut ids: Vec<String> = (0..2)
-        .map(|_| {
-            d.finding()["rule"]["id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect();
-    ids.sort();
+    let ids = d.rule_ids_of_next(2);
     assert_eq!(
         ids,
         [BASE, BURST],
@@ -282,15 +289,7 @@ fn run_keeps_the_state_of_unchanged_correlations_across_a_reload() {
     );
     assert_eq!(f["rule"]["title"], "Marker (renamed)");
     d.send(&record(6, "CreateAccessKey", ip));
-    let mut ids: Vec<String> = (0..2)
-        .map(|_| {
-            d.finding()["rule"]["id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect();
-    ids.sort();
+    let ids = d.rule_ids_of_next(2);
     assert_eq!(
         ids,
         [BASE, BURST],

@@ -744,6 +744,15 @@ fn apply_state(st: &mut Stage, d: &mut Done, base: u64, emit: &mut Emit) {
 }
 
 /// The periodic status line of `--progress` without a terminal.
+/// How many seconds the newest event time seen (µs) is behind the clock.
+fn event_lag_s(newest: Option<i64>) -> Option<i64> {
+    newest.map(|t| crate::archive::now_micros().saturating_sub(t).max(0) / 1_000_000)
+}
+
+fn format_lag(s: i64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(s as u64)).to_string()
+}
+
 /// The progress line on a terminal.
 struct Bar {
     bar: indicatif::ProgressBar,
@@ -775,17 +784,8 @@ impl Bar {
         self.last = std::time::Instant::now();
         let c = &summary.counters;
         let rate = c.records_in as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
-        let lag = newest
-            .map(|t| {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_micros() as i64);
-                let s = (now.saturating_sub(t)).max(0) / 1_000_000;
-                format!(
-                    ", event time lag {}",
-                    humantime::format_duration(std::time::Duration::from_secs(s as u64))
-                )
-            })
+        let lag = event_lag_s(newest)
+            .map(|s| format!(", event time lag {}", format_lag(s)))
             .unwrap_or_default();
         self.bar.set_message(format!(
             "{} records ({:.0}/s), {} findings, {} dead-lettered{lag}",
@@ -822,14 +822,8 @@ impl Status {
         }
         let c = &summary.counters;
         let rate = (c.records_in - self.last_records) as f64 / since.as_secs_f64().max(1e-9);
-        let now_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as i64);
-        let lag_s = newest.map(|t| (now_us.saturating_sub(t)).max(0) / 1_000_000);
-        let lag = lag_s.map_or_else(
-            || "-".to_string(),
-            |s| humantime::format_duration(std::time::Duration::from_secs(s as u64)).to_string(),
-        );
+        let lag_s = event_lag_s(newest);
+        let lag = lag_s.map_or_else(|| "-".to_string(), format_lag);
         tracing::info!(
             records_in = c.records_in,
             records_per_s = rate.round() as u64,

@@ -462,11 +462,7 @@ pub fn run(
                 if crate::telemetry::enabled()
                     && let Some(ts) = m.timestamp().to_millis()
                 {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as i64);
-                    let lag = Duration::from_millis(now.saturating_sub(ts).max(0) as u64);
-                    crate::telemetry::record_lag(&name, lag);
+                    crate::telemetry::record_lag(&name, ts);
                     crate::telemetry::component(&format!("source/{name}"), true, "consuming");
                 }
                 let key = (m.topic().to_string(), m.partition());

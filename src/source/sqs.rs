@@ -274,13 +274,7 @@ pub async fn run(
                 })
                 .max();
             if let Some(sent) = newest {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
-                crate::telemetry::record_lag(
-                    component.trim_start_matches("source/"),
-                    Duration::from_millis(now.saturating_sub(sent)),
-                );
+                crate::telemetry::record_lag(component.trim_start_matches("source/"), sent as i64);
             }
         }
         for m in out.messages() {

@@ -297,15 +297,7 @@ impl Stage {
             suppress: suppress::Suppressor::new(cfg.limits.max_groups),
             lateness: cfg.limits.allowed_lateness,
             detected_at: String::new(),
-            suppress_rules: pack
-                .rules()
-                .iter()
-                .map(|r| {
-                    r.suppress
-                        .as_ref()
-                        .map(|s| (r.meta.id.as_str().into(), s.period))
-                })
-                .collect(),
+            suppress_rules: suppress_rules(pack),
         })
     }
 
@@ -315,15 +307,7 @@ impl Stage {
     /// dedup state is kept. Returns (correlations kept, started afresh).
     pub fn rebind(&mut self, old: &RulePack, pack: &RulePack, out: &mut Emit) -> (usize, usize) {
         self.suppress.finish(out);
-        self.suppress_rules = pack
-            .rules()
-            .iter()
-            .map(|r| {
-                r.suppress
-                    .as_ref()
-                    .map(|s| (r.meta.id.as_str().into(), s.period))
-            })
-            .collect();
+        self.suppress_rules = suppress_rules(pack);
         self.engine.rebind(old, pack)
     }
 
@@ -502,6 +486,18 @@ impl Stage {
             dedup_evicted: self.dedup.as_ref().map_or(0, |d| d.evicted),
         }
     }
+}
+
+/// Per rule: its id and suppression period, for rules with `suppress:`.
+fn suppress_rules(pack: &RulePack) -> Vec<Option<(Box<str>, i64)>> {
+    pack.rules()
+        .iter()
+        .map(|r| {
+            r.suppress
+                .as_ref()
+                .map(|s| (r.meta.id.as_str().into(), s.period))
+        })
+        .collect()
 }
 
 /// Where a record is, for [`contribute`].

@@ -254,11 +254,7 @@ fn write_doc(cx: &Context<'_>, out: &mut Vec<u8>) {
     o.obj("log").obj("file").str("path", &f.input.name);
     {
         let mut th = o.obj("trailhound");
-        th.obj("input")
-            .str("name", &f.input.name)
-            .num("record_index", f.input.record_index as i64)
-            .num("line", f.input.line as i64)
-            .num("byte_offset", f.input.byte_offset as i64);
+        f.input.write(th.obj("input"));
         th.str("rule_origin", &f.rule.origin)
             .str("level", &f.rule.level);
         if let Some(fields) = f.fields.filter(|r| r.get() != "{}") {

@@ -211,11 +211,7 @@ pub fn write(cx: &Context<'_>, out: &mut Vec<u8>) {
     }
     {
         let mut u = o.obj("unmapped");
-        u.obj("input")
-            .str("name", &f.input.name)
-            .num("record_index", f.input.record_index as i64)
-            .num("line", f.input.line as i64)
-            .num("byte_offset", f.input.byte_offset as i64);
+        f.input.write(u.obj("input"));
         u.str("rule_origin", &f.rule.origin);
         if !a.other.is_empty() {
             u.strs("rule_tags", &a.other);

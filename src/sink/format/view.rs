@@ -154,6 +154,16 @@ pub struct InputView<'a> {
     pub byte_offset: u64,
 }
 
+impl InputView<'_> {
+    /// Writes the native `input` object's fields into `o`.
+    pub fn write(&self, mut o: super::Obj<'_>) {
+        o.str("name", &self.name)
+            .num("record_index", self.record_index as i64)
+            .num("line", self.line as i64)
+            .num("byte_offset", self.byte_offset as i64);
+    }
+}
+
 /// The parts of `correlation` the formats use.
 #[derive(Debug, Default, Deserialize)]
 pub struct CorrelationView {

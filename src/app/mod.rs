@@ -233,20 +233,8 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
         strict: args.strict,
         selection,
     };
-    let loaded = source.load()?;
-    let report = loaded.report;
-    log_report(&report, args.strict);
-    let problems = report.errors.len()
-        + if args.strict {
-            report.warnings.len()
-        } else {
-            0
-        };
-    if args.strict && problems > 0 {
-        return Err(AppError::Strict(problems));
-    }
-    let pack = loaded.pack;
-    let unknown = loaded.unknown;
+    let (pack, report) = load_rules(&source.opts, &source.ctx, args.strict)?;
+    let (pack, unknown) = pack.select(&source.selection);
     let selection = &source.selection;
     let metrics_addr = args
         .metrics_addr
@@ -254,15 +242,16 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
         .or_else(|| file.metrics.as_ref().map(|m| m.address.clone()));
     let health = crate::telemetry::health();
     if let Some(addr) = &metrics_addr {
-        crate::telemetry::serve(addr, health.clone())
-            .map_err(|e| AppError::Usage(e.to_string()))?;
+        // Registered before the first request can arrive: unready until the sinks
+        // are open and the sources started.
         health.set(
             "rules",
             true,
             format!("{} rules loaded", pack.rules().len()),
         );
-        // Unready until the sinks are open and the sources started.
         health.set("pipeline", false, "starting");
+        crate::telemetry::serve(addr, health.clone())
+            .map_err(|e| AppError::Usage(e.to_string()))?;
     }
     for u in &unknown {
         if selection.only.contains(u) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compares the (eventID, rule id) findings of trailhound and rsigma on the same rules.
 
-    python3 benches/compare_rsigma.py TRAILHOUND_FINDINGS.ndjson RSIGMA_MATCHES.ndjson
+    python3 benches/compare_rsigma.py TRAILHOUND_FINDINGS.ndjson RSIGMA_MATCHES.ndjson [--json-out F]
 
 trailhound's lines are native findings (`event.eventID`, `rule.id`); rsigma's are the
 matches of `rsigma engine eval|daemon --include-event` (`rule_id`, `event.eventID`).
@@ -32,17 +32,22 @@ def load(path, rule_of, event_of, title_of):
 
 
 def main():
-    if len(sys.argv) != 3:
+    args = sys.argv[1:]
+    json_out = None
+    if len(args) == 4 and args[2] == "--json-out":
+        json_out = args[3]
+        args = args[:2]
+    if len(args) != 2:
         print(__doc__, file=sys.stderr)
         return 2
     th, th_titles, th_n = load(
-        sys.argv[1],
+        args[0],
         lambda d: (d.get("rule") or {}).get("id"),
         lambda d: (d.get("event") or {}).get("eventID"),
         lambda d: (d.get("rule") or {}).get("title"),
     )
     rs, rs_titles, rs_n = load(
-        sys.argv[2],
+        args[1],
         lambda d: d.get("rule_id"),
         lambda d: (d.get("event") or {}).get("eventID"),
         lambda d: d.get("rule_title"),
@@ -52,6 +57,11 @@ def main():
     print(f"trailhound: {th_n} findings, {len(th)} distinct (eventID, rule)")
     print(f"rsigma:     {rs_n} matches, {len(rs)} distinct (eventID, rule)")
     print(f"common: {len(th & rs)}; only trailhound: {len(only_th)}; only rsigma: {len(only_rs)}")
+    if json_out:
+        with open(json_out, "w") as f:
+            json.dump({"trailhound_findings": th_n, "trailhound_pairs": len(th), "rsigma_matches": rs_n,
+                       "rsigma_pairs": len(rs), "common": len(th & rs), "only_trailhound": len(only_th),
+                       "only_rsigma": len(only_rs)}, f, indent=1)
     for name, side in (("only trailhound", only_th), ("only rsigma", only_rs)):
         if not side:
             continue

@@ -75,6 +75,7 @@ def run_once(argv, stderr_path):
 
 def cmd_measure(a):
     out = {"binary": a.bin, "threads": a.threads, "runs": a.runs,
+           "rules": "built-in pack" + (" + " + " ".join(a.arg) if a.arg else ""),
            "loadavg_before": loadavg(), "inputs": []}
     work = tempfile.mkdtemp(prefix="trailhound-e2e-")
     try:
@@ -91,7 +92,7 @@ def measure_inputs(a, out, work):
         kind, path = spec.split("=", 1)
         stats_path = os.path.join(work, f"{kind}.stats.json")
         err_path = os.path.join(work, f"{kind}.stderr")
-        argv = [a.bin, "detect", path, "--threads", str(a.threads),
+        argv = [a.bin, "detect", path, "--threads", str(a.threads), *a.arg,
                 "--stats", "json", "--stats-file", stats_path]
         rec = {"input": kind, "path": path, "cmd": shlex.join(argv) + " > /dev/null", "runs": []}
         for i in range(a.runs):
@@ -282,7 +283,7 @@ def cmd_report(a):
         "params": {"events": events, "seed": a.seed, "runs": a.runs, "threads": a.threads},
         "corpus": {"dir": corpus_dir, "generator": corpus, "inputs": sizes},
         "rules": {
-            "trailhound": {"pack": "built-in", "cmd": {r["input"]: r["cmd"] for r in th["inputs"]},
+            "trailhound": {"pack": th.get("rules", "built-in"), "cmd": {r["input"]: r["cmd"] for r in th["inputs"]},
                            "stats": th_rules},
             "duckdb": ({"detections": duck_rules(), "source": "benches/peer/detections.py",
                         "version": duck_meta.get("duckdb"), "threads": duck_meta.get("threads")}
@@ -315,7 +316,7 @@ def print_report(rep):
           + (f", git {rep['git']}" if rep["git"] else ""))
     r = rep["rules"]
     th_stats = r["trailhound"]["stats"]
-    print("rules: trailhound: built-in pack" + (f" ({json.dumps(th_stats)})" if th_stats else ""))
+    print(f"rules: trailhound: {r['trailhound']['pack']}" + (f" ({json.dumps(th_stats)})" if th_stats else ""))
     if r["duckdb"]:
         d = r["duckdb"]
         names = d["detections"] or []
@@ -367,6 +368,7 @@ def main():
     m.add_argument("--threads", type=int, default=2)
     m.add_argument("--runs", type=int, default=3)
     m.add_argument("--input", action="append", required=True, help="KIND=PATH, KIND in ndjson|s3")
+    m.add_argument("--arg", action="append", default=[], help="one more trailhound argument (repeatable)")
     m.add_argument("--keep-stats", metavar="DIR", help="copy each input's last stats file here")
     m.add_argument("--out", required=True)
     r = sub.add_parser("report")

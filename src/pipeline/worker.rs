@@ -36,7 +36,6 @@ pub(super) struct Worker {
     nested: RecordParser,
     hits: Vec<u32>,
     scratch: Vec<u8>,
-    text: String,
     file_buf: Vec<u8>,
     inflated: Vec<u8>,
 }
@@ -57,7 +56,6 @@ impl Worker {
             nested: RecordParser::new(),
             hits: Vec::with_capacity(16),
             scratch: Vec::with_capacity(128),
-            text: String::new(),
             file_buf: Vec::new(),
             inflated: Vec::new(),
         }
@@ -249,7 +247,6 @@ impl Worker {
                 time_range: self.cfg.time_range,
                 hits: &mut self.hits,
                 scratch: &mut self.scratch,
-                text: &mut self.text,
                 detected_at: String::new(),
                 done,
             },
@@ -285,7 +282,6 @@ struct Eval<'a> {
     time_range: Option<(i64, i64)>,
     hits: &'a mut Vec<u32>,
     scratch: &'a mut Vec<u8>,
-    text: &'a mut String,
     detected_at: String,
     done: &'a mut Done,
 }
@@ -412,7 +408,7 @@ impl Eval<'_> {
             include_record: self.include_record,
             known,
         };
-        let mut event_json: Option<std::sync::Arc<[u8]>> = None;
+        let mut record_range = None;
         for &h in self.hits.iter() {
             let rule = &self.pack.rules()[h as usize];
             if !self.pack.is_silent(h) {
@@ -457,9 +453,8 @@ impl Eval<'_> {
                     seen: self.done.state.max_time.unwrap_or(time),
                 },
                 st.hasher,
-                &mut event_json,
-                self.text,
-                &mut self.done.state.contributions,
+                &mut record_range,
+                &mut self.done.state,
             );
         }
     }

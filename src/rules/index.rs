@@ -102,7 +102,10 @@ impl FieldTables {
                         out.push(rules[m.pattern().as_usize()]);
                     }
                 }
-                if let Some((set, rules)) = &self.regex_set {
+                // `matches` allocates its result; most values match none of the set.
+                if let Some((set, rules)) = &self.regex_set
+                    && set.is_match(text)
+                {
                     out.extend(set.matches(text).iter().map(|i| rules[i]));
                 }
                 ControlFlow::Continue(())

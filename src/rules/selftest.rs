@@ -170,7 +170,7 @@ fn run_sequence(
     let known = crate::event::KnownPaths::new();
     let mut parser = RecordParser::new();
     let mut batch = StateBatch::default();
-    let (mut scratch, mut hits, mut text) = (Vec::new(), Vec::new(), String::new());
+    let (mut scratch, mut hits) = (Vec::new(), Vec::new());
     let mut matched: Vec<String> = Vec::new();
     let note = |id: &str, matched: &mut Vec<String>| {
         if ids.contains(&id) && !matched.iter().any(|m| m == id) {
@@ -227,8 +227,7 @@ fn run_sequence(
                     at,
                     &hasher,
                     &mut event_json,
-                    &mut text,
-                    &mut batch.contributions,
+                    &mut batch,
                 );
             }
         });

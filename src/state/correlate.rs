@@ -37,6 +37,7 @@
 //! threshold and the period before did not already have the alarm in ALARM. `>`/`>=`
 //! thresholds are judged as records arrive; `<`/`<=` when a period closes.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::sync::Arc;
@@ -185,9 +186,10 @@ fn uuid_text(b: &[u8; 16]) -> String {
     s
 }
 
-/// One contribution to a correlation.
+/// One contribution to a correlation. Its strings borrow from the unit's buffers; a
+/// group copies its key only when the contribution creates it.
 #[derive(Debug, Clone)]
-pub struct Contribution {
+pub struct Contribution<'a> {
     /// The definition.
     pub def: u32,
     /// The position of the source in `correlation.rules`.
@@ -195,11 +197,11 @@ pub struct Contribution {
     /// Event time, microseconds since the epoch.
     pub time: i64,
     /// Group values joined by [`GROUP_SEP`] (missing: [`NULL_VALUE`]).
-    pub group: Box<str>,
+    pub group: Cow<'a, str>,
     /// [`KeyHasher::group_key`] of `group` (computed by the worker, in parallel).
     pub group_hash: u64,
     /// The `field` value (value_count, value_sum, value_avg).
-    pub value: Option<Box<str>>,
+    pub value: Option<Cow<'a, str>>,
     /// [`KeyHasher::value_key`] of `value`.
     pub value_hash: u64,
     /// The events.
@@ -464,9 +466,12 @@ impl Engine {
 
     /// Adds a contribution; findings (and the contributions they make to parent
     /// correlations, processed at once) go to `out`.
-    pub fn push(&mut self, c: Contribution, out: &mut Emit, detected_at: &str) {
-        let mut queue = vec![c];
-        while let Some(c) = queue.pop() {
+    pub fn push(&mut self, c: Contribution<'_>, out: &mut Emit, detected_at: &str) {
+        // Parents' contributions queue up only when a finding feeds one (no allocation
+        // otherwise).
+        let mut queue = Vec::new();
+        let mut next = Some(c);
+        while let Some(c) = next.take().or_else(|| queue.pop()) {
             self.observe(c.time);
             if c.time < self.watermark.saturating_sub(self.limits.allowed_lateness) {
                 self.stats.late_events += 1;
@@ -537,7 +542,7 @@ impl Engine {
         self.evict_idlest(d, None)
     }
 
-    fn push_sigma(&mut self, c: Contribution, fired: &mut Vec<Fired>) {
+    fn push_sigma(&mut self, c: Contribution<'_>, fired: &mut Vec<Fired>) {
         let d = c.def as usize;
         let DefKind::Sigma(kind) = self.rts[d].def.kind else {
             return;
@@ -563,7 +568,7 @@ impl Engine {
         let hash = c.group_hash;
         let slot = match self.rts[d].index.get(&hash) {
             Some(&s) => s,
-            None => self.new_group(d, hash, c.group.clone()),
+            None => self.new_group(d, hash, c.group.as_ref().into()),
         };
         // The engine-wide bound on held contributions: make room in this correlation.
         while self.live_events >= self.limits.max_state_events as u64 {
@@ -588,7 +593,7 @@ impl Engine {
             };
             let in_order = c.time >= g.newest;
             if close_mode && in_order {
-                g.last = Some(c.last.clone());
+                g.last = Some(LastEvent::kept(&c.last));
             }
             g.newest = g.newest.max(c.time);
             let mut e = Entry {
@@ -748,7 +753,7 @@ impl Engine {
         fired.push(f);
     }
 
-    fn push_alarm(&mut self, c: Contribution, fired: &mut Vec<Fired>) {
+    fn push_alarm(&mut self, c: Contribution<'_>, fired: &mut Vec<Fired>) {
         let d = c.def as usize;
         let lateness = self.limits.allowed_lateness;
         let watermark = self.watermark;
@@ -759,7 +764,7 @@ impl Engine {
         let bucket = a.buckets.entry(b).or_default();
         bucket.count += 1;
         c.ids.push_into(&mut bucket.ids);
-        a.last = Some(c.last.clone());
+        a.last = Some(LastEvent::kept(&c.last));
         let keep_from = watermark
             .saturating_sub(lateness)
             .div_euclid(period)
@@ -907,7 +912,13 @@ impl Engine {
         }
     }
 
-    fn emit(&mut self, f: Fired, out: &mut Emit, detected_at: &str, queue: &mut Vec<Contribution>) {
+    fn emit(
+        &mut self,
+        f: Fired,
+        out: &mut Emit,
+        detected_at: &str,
+        queue: &mut Vec<Contribution<'_>>,
+    ) {
         let rt = &self.rts[f.def as usize];
         let def = &rt.def;
         let mut group = serde_json::Map::new();
@@ -995,7 +1006,7 @@ impl Engine {
                 time: f.newest,
                 group_hash,
                 value_hash: 0,
-                group: key.into(),
+                group: Cow::Owned(key),
                 value: None,
                 ids: Ids::Many(Arc::new((f.ids.clone(), f.count))),
                 last: f.last.clone(),

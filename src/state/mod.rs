@@ -26,6 +26,7 @@ pub mod correlate;
 pub mod dedup;
 pub mod suppress;
 
+use std::borrow::Cow;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
@@ -54,6 +55,22 @@ pub struct StateConfig {
     pub limits: Limits,
 }
 
+impl LastEvent {
+    /// This event for state kept past its unit: its record copied out of the unit's
+    /// shared buffer (a group keeps only its own record alive, not its unit's).
+    pub fn kept(this: &Arc<LastEvent>) -> Arc<LastEvent> {
+        if !this.record.is_part() {
+            return this.clone();
+        }
+        Arc::new(LastEvent {
+            record: this.record.detached(),
+            input_json: this.input_json.clone(),
+            record_index: this.record_index,
+            pos: this.pos,
+        })
+    }
+}
+
 impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
@@ -64,11 +81,55 @@ impl Default for StateConfig {
     }
 }
 
+/// A record's bytes as the stateful stage keeps them: a range of the buffer that holds
+/// the contributing records of one unit (written once per record by the worker, shared by
+/// all its contributions, never copied per contribution), or a buffer of its own.
+#[derive(Debug, Clone, Default)]
+pub struct RecordBytes {
+    buf: Arc<Vec<u8>>,
+    range: std::ops::Range<usize>,
+}
+
+impl RecordBytes {
+    /// The record at `range` of a unit's shared buffer.
+    pub fn shared(buf: &Arc<Vec<u8>>, range: std::ops::Range<usize>) -> Self {
+        RecordBytes {
+            buf: buf.clone(),
+            range,
+        }
+    }
+
+    /// The bytes (empty when the range is out of the buffer).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buf.get(self.range.clone()).unwrap_or_default()
+    }
+
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.as_bytes().is_empty()
+    }
+
+    /// Whether the buffer holds more than this record (so keeping it would pin the rest).
+    pub fn is_part(&self) -> bool {
+        self.range.len() != self.buf.len()
+    }
+
+    /// A copy in a buffer of its own: for a record kept past its unit.
+    pub fn detached(&self) -> Self {
+        let bytes = self.as_bytes().to_vec();
+        let range = 0..bytes.len();
+        RecordBytes {
+            buf: Arc::new(bytes),
+            range,
+        }
+    }
+}
+
 /// The newest record of a group, for a stateful finding's `event` and `input`.
 #[derive(Debug, Default)]
 pub struct LastEvent {
     /// The record's bytes; its `event` object is rendered only if a finding names it.
-    pub record: Arc<[u8]>,
+    pub record: RecordBytes,
     /// The input's name, a JSON string.
     pub input_json: Arc<str>,
     /// Absolute record index in its input.
@@ -108,8 +169,8 @@ pub struct UnitContribution {
     pub rel: u64,
     /// Position of the record.
     pub pos: Position,
-    /// The record's bytes (shared by the record's contributions).
-    pub record: Arc<[u8]>,
+    /// The record's bytes in [`StateBatch::record_bytes`] (shared by its contributions).
+    pub record: std::ops::Range<usize>,
     /// The contribution (its `last` is filled in by the stage).
     pub def: u32,
     /// Input position.
@@ -119,12 +180,12 @@ pub struct UnitContribution {
     /// The newest event time of the unit's records up to this one: the watermark
     /// moves record by record, whatever the unit boundaries.
     pub seen: i64,
-    /// Group key.
-    pub group: Box<str>,
+    /// Group key, in [`StateBatch::text`].
+    pub group: std::ops::Range<usize>,
     /// Its hash ([`KeyHasher::group_key`]).
     pub group_hash: u64,
-    /// Field value.
-    pub value: Option<Box<str>>,
+    /// Field value, in [`StateBatch::text`].
+    pub value: Option<std::ops::Range<usize>>,
     /// Its hash ([`KeyHasher::value_key`]), 0 without a value.
     pub value_hash: u64,
     /// `eventID` (or the record's hash when there is none), compact when a UUID.
@@ -140,6 +201,10 @@ pub struct StateBatch {
     pub findings: Vec<FindingMeta>,
     /// Contributions to correlations.
     pub contributions: Vec<UnitContribution>,
+    /// The bytes of the records that contribute, each once, back to back.
+    pub record_bytes: Vec<u8>,
+    /// The contributions' group keys and values, back to back.
+    pub text: String,
     /// Newest event time of the unit.
     pub max_time: Option<i64>,
 }
@@ -210,7 +275,7 @@ impl Emit {
         let mut rendered = false;
         if !last.record.is_empty() {
             let known = &self.known;
-            self.parser.parse(&last.record, |root| {
+            self.parser.parse(last.record.as_bytes(), |root| {
                 if let Ok(root) = root {
                     crate::finding::render_event(b, root, known);
                     rendered = true;
@@ -354,6 +419,8 @@ impl Stage {
         let mut fi = 0usize;
         let contributions = std::mem::take(&mut batch.contributions);
         let mut contributions = contributions.into_iter().peekable();
+        let record_bytes = Arc::new(std::mem::take(&mut batch.record_bytes));
+        let text = std::mem::take(&mut batch.text);
         let mut last: Option<(u64, Arc<LastEvent>)> = None;
         for r in &batch.records {
             let now = self.engine.watermark();
@@ -403,7 +470,7 @@ impl Stage {
                     Some((rel, le)) if *rel == c.rel => le.clone(),
                     _ => {
                         let le = Arc::new(LastEvent {
-                            record: c.record.clone(),
+                            record: RecordBytes::shared(&record_bytes, c.record.clone()),
                             input_json: input_json.clone(),
                             record_index: base + c.rel,
                             pos: c.pos,
@@ -417,9 +484,9 @@ impl Stage {
                         def: c.def,
                         input: c.input,
                         time: c.time,
-                        group: c.group,
+                        group: Cow::Borrowed(text.get(c.group).unwrap_or(NULL_VALUE)),
                         group_hash: c.group_hash,
-                        value: c.value,
+                        value: c.value.and_then(|r| text.get(r)).map(Cow::Borrowed),
                         value_hash: c.value_hash,
                         ids: c.event_id,
                         last: le,
@@ -524,9 +591,8 @@ pub fn contribute(
     known: &crate::event::KnownPaths,
     at: At,
     hasher: &KeyHasher,
-    record: &mut Option<Arc<[u8]>>,
-    text: &mut String,
-    out: &mut Vec<UnitContribution>,
+    record: &mut Option<std::ops::Range<usize>>,
+    out: &mut StateBatch,
 ) {
     use crate::event::path;
     use crate::rules::correlation::GroupSource;
@@ -538,8 +604,15 @@ pub fn contribute(
         else {
             continue;
         };
-        let ev = record.get_or_insert_with(|| Arc::from(raw)).clone();
-        text.clear();
+        let ev = record
+            .get_or_insert_with(|| {
+                let start = out.record_bytes.len();
+                out.record_bytes.extend_from_slice(raw);
+                start..out.record_bytes.len()
+            })
+            .clone();
+        let text = &mut out.text;
+        let start = text.len();
         for (i, g) in spec.group.iter().enumerate() {
             if i > 0 {
                 text.push(GROUP_SEP);
@@ -549,10 +622,15 @@ pub fn contribute(
                 GroupSource::Child(_) => text.push_str(NULL_VALUE),
             }
         }
+        let group = start..text.len();
         let value = spec.value.as_ref().and_then(|p| {
-            let mut v = String::new();
-            push_scalar(&mut v, p.first(root));
-            (v != NULL_VALUE).then(|| v.into_boxed_str())
+            let start = text.len();
+            push_scalar(text, p.first(root));
+            if &text[start..] == NULL_VALUE {
+                text.truncate(start);
+                return None;
+            }
+            Some(start..text.len())
         });
         let event_id = match known.event_id.first(root).and_then(path::as_str) {
             Some(id) => Ids::of(id),
@@ -561,8 +639,9 @@ pub fn contribute(
                 Ids::of(&String::from_utf8_lossy(&id))
             }
         };
-        let value_hash = value.as_deref().map_or(0, |v| hasher.value_key(v));
-        out.push(UnitContribution {
+        let value_hash = value.clone().map_or(0, |v| hasher.value_key(&text[v]));
+        let group_hash = hasher.group_key(def, &text[group.clone()]);
+        out.contributions.push(UnitContribution {
             rel: at.rel,
             pos: at.pos,
             record: ev,
@@ -570,8 +649,8 @@ pub fn contribute(
             input,
             time: at.time,
             seen: at.seen,
-            group_hash: hasher.group_key(def, text),
-            group: text.as_str().into(),
+            group_hash,
+            group,
             value,
             value_hash,
             event_id,

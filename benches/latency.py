@@ -24,6 +24,7 @@ import threading
 import time
 
 EVENT_ID = re.compile(rb'"eventID":"([^"\\]*)"')
+RULE_ID = re.compile(rb'"rule":\{"id":"([^"\\]*)"')
 FINDING_EVENT = re.compile(rb'"event":\{"eventID":"([^"\\]*)"')
 
 
@@ -54,8 +55,10 @@ def main():
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json-out")
+    ap.add_argument("--slowest", type=int, default=0, help="print the rules of the N slowest findings")
     ap.add_argument("extra", nargs="*", help="more trailhound arguments (after --)")
     a = ap.parse_args()
+    a.dump = [] if a.slowest else None
 
     n = int(a.rate * a.seconds)
     lines, ids = load(a.corpus, n)
@@ -72,21 +75,54 @@ def main():
     lat = []
     untimed = [0]
 
-    def reader():
-        for line in p.stdout:
+    def lines_as_read():
+        # Big reads, split here: each line is timed when the read that completed it
+        # returned (a line-by-line read of an unbuffered pipe costs a call per byte).
+        fd_out = p.stdout.fileno()
+        rest = b""
+        while True:
+            block = os.read(fd_out, 1 << 20)
+            if not block:
+                return
             t = time.perf_counter()
+            parts = (rest + block).split(b"\n")
+            rest = parts.pop()
+            for line in parts:
+                yield t, line
+
+    def reader():
+        for t, line in lines_as_read():
             m = FINDING_EVENT.search(line)
             i = sent.get(m.group(1)) if m else None
             if i is None or send_time[i] == 0.0:
                 untimed[0] += 1
                 continue
             lat.append(t - send_time[i])
+            if a.dump is not None:
+                r = RULE_ID.search(line)
+                a.dump.append((t - send_time[i], r.group(1).decode() if r else "?", line[:12]))
 
     stats_err = []
 
     def err_reader():
         stats_err.append(p.stderr.read())
 
+    hwm = [0]
+
+    def watch_rss():
+        # VmHWM: the peak RSS since exec (getrusage of children would count the
+        # driver's own memory, inherited at fork).
+        while p.poll() is None:
+            try:
+                with open(f"/proc/{p.pid}/status") as f:
+                    for l in f:
+                        if l.startswith("VmHWM:"):
+                            hwm[0] = max(hwm[0], int(l.split()[1]))
+            except OSError:
+                pass
+            time.sleep(0.05)
+
+    threading.Thread(target=watch_rss, daemon=True).start()
     rt = threading.Thread(target=reader, daemon=True)
     et = threading.Thread(target=err_reader, daemon=True)
     rt.start()
@@ -137,7 +173,7 @@ def main():
         "p999_ms": ms(pct(lat, 99.9)),
         "max_ms": ms(lat[-1] if lat else None),
         "trailhound_cpu_s": round(ru.ru_utime + ru.ru_stime, 2),
-        "trailhound_max_rss_MiB": round(ru.ru_maxrss / 1024, 1),
+        "trailhound_max_rss_MiB": round(hwm[0] / 1024, 1),
         "records_in": summary.get("records_in") if summary else None,
         "cmd": " ".join(argv),
     }
@@ -145,6 +181,11 @@ def main():
           f"{len(lat):,} findings timed; p50 {out['p50_ms']} ms, p90 {out['p90_ms']} ms, "
           f"p99 {out['p99_ms']} ms, p99.9 {out['p999_ms']} ms, max {out['max_ms']} ms; "
           f"trailhound CPU {out['trailhound_cpu_s']} s, max RSS {out['trailhound_max_rss_MiB']} MiB")
+    if a.dump:
+        from collections import Counter
+        worst = sorted(a.dump, reverse=True)[:a.slowest]
+        print(f"rules of the {len(worst)} slowest findings:",
+              ", ".join(f"{r} x{c}" for r, c in Counter(r for _, r, _ in worst).most_common(10)))
     if a.json_out:
         with open(a.json_out, "w") as f:
             json.dump(out, f, indent=1)

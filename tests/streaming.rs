@@ -63,6 +63,47 @@ fn findings_appear_before_end_of_input() {
     assert!(st.success());
 }
 
+/// A steady trickle never leaves stdin quiet for 10 ms; the batch is cut when its oldest
+/// line has waited that long, not when a megabyte has gathered.
+#[test]
+fn findings_flow_under_a_steady_trickle() {
+    let mut child = Command::new(BIN)
+        .args(["--no-record", "--stats", "json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let written = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (w, d) = (written.clone(), done.clone());
+    let writer = std::thread::spawn(move || {
+        stdin.write_all(&flagged_record()).expect("write");
+        // About 1 KiB of a document that is not a record, every 2 ms, up to 4 MiB.
+        let filler = format!("{{\"filler\":\"{}\"}}\n", "x".repeat(1000));
+        while !d.load(Ordering::Relaxed) && w.load(Ordering::Relaxed) < 4 << 20 {
+            stdin.write_all(filler.as_bytes()).expect("write filler");
+            w.fetch_add(filler.len() as u64, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("read finding");
+    let at = written.load(Ordering::Relaxed);
+    done.store(true, Ordering::Relaxed);
+    writer.join().expect("writer");
+    let f: serde_json::Value = serde_json::from_str(&line).expect("finding json");
+    assert_eq!(f["event"]["eventName"], "CreateAccessKey");
+    assert!(
+        at < 512 << 10,
+        "the finding came only after {at} bytes more had been written"
+    );
+    let st = child.wait().expect("wait");
+    assert!(st.success());
+}
+
 #[test]
 fn sigterm_drains_and_summarises() {
     let mut child = Command::new(BIN)

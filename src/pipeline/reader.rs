@@ -2,8 +2,9 @@
 //!
 //! Small files become one [`Work::File`] each (a worker reads, inflates and frames it).
 //! Stdin and large files are streamed through a pump and cut into [`Work::Chunk`]s at
-//! line boundaries (about 1 MiB each, or whatever arrived when the stream has been
-//! quiet for 10 ms). A line longer than `max_record_bytes` is never held whole: its
+//! line boundaries: about 1 MiB each, or whatever complete lines arrived once the oldest
+//! of them has waited 10 ms (so a steady trickle is not held until a megabyte has
+//! gathered, and an idle stream is flushed at once). A line longer than `max_record_bytes` is never held whole: its
 //! first 64 KiB become a [`Work::Oversized`] dead letter and the rest is skipped.
 //!
 //! Every unit takes a permit before it is sent; the sink returns the permit once it has
@@ -14,7 +15,7 @@ use std::fs::File;
 use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
@@ -25,7 +26,7 @@ use crate::source::file::WHOLE_FILE_MAX;
 use crate::source::stdin::{self as pump, PumpMsg};
 use crate::source::{Ack, Arrival, Feed, Input, InputKind};
 
-/// Quiet time after which a partial batch is flushed.
+/// The longest a complete line waits in a partial batch.
 pub const FLUSH_AFTER: Duration = Duration::from_millis(10);
 
 pub(super) struct Reader {
@@ -173,14 +174,28 @@ impl Reader {
             skipping: None,
         };
         let mut failure = None;
+        // When the oldest bytes not yet cut arrived.
+        let mut oldest: Option<Instant> = None;
         loop {
             if self.stopped() {
                 break;
             }
-            match p.rx.recv_timeout(FLUSH_AFTER) {
+            let wait = oldest.map_or(FLUSH_AFTER, |t| FLUSH_AFTER.saturating_sub(t.elapsed()));
+            match p.rx.recv_timeout(wait) {
                 Ok(PumpMsg::Data(block)) => {
+                    let at = *oldest.get_or_insert_with(Instant::now);
+                    let before = st.base.offset;
                     if !self.feed(input, &mut st, block) {
                         return false;
+                    }
+                    if st.base.offset != before {
+                        // A full chunk was cut: what is left arrived with the last block.
+                        oldest = (!st.pending.is_empty()).then(Instant::now);
+                    } else if at.elapsed() >= FLUSH_AFTER && st.mode == Some(Mode::Lines) {
+                        if !self.cut(input, &mut st, false) {
+                            return false;
+                        }
+                        oldest = None;
                     }
                 }
                 Ok(PumpMsg::Eof) | Err(RecvTimeoutError::Disconnected) => break,
@@ -192,6 +207,8 @@ impl Reader {
                     if st.mode == Some(Mode::Lines) && !self.cut(input, &mut st, false) {
                         return false;
                     }
+                    // An unfinished line left over waits for its newline, not the clock.
+                    oldest = None;
                 }
             }
         }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::{InputFailure, PipelineConfig, Work};
-use crate::decode::{Mode, Position, detect_mode, scan};
+use crate::decode::{Mode, Position, detect_mode, is_gzip, scan};
 use crate::sink::dead_letter::MAX_RAW;
 use crate::source::file::WHOLE_FILE_MAX;
 use crate::source::stdin::{self as pump, PumpMsg};
@@ -132,10 +132,7 @@ impl Reader {
                         })
                     }
                     Ok(_) => match File::open(path) {
-                        Ok(f) => {
-                            let p = pump::spawn(Box::new(f));
-                            self.stream(&input, p, ack)
-                        }
+                        Ok(f) => self.large_file(&input, f, ack),
                         Err(e) => self.end(&input, 0, Some(InputFailure::io(e.to_string())), ack),
                     },
                     Err(e) => self.end(&input, 0, Some(InputFailure::io(e.to_string())), ack),
@@ -165,14 +162,62 @@ impl Reader {
         })
     }
 
+    /// A file too large to read whole: gzip is inflated by a pump; a plain file is read
+    /// here, each block straight behind the unfinished line the last one left, so the
+    /// chunk a worker gets is the buffer the kernel wrote into (a pump would read into a
+    /// zeroed block that is then copied behind the tail).
+    fn large_file(&mut self, input: &Arc<Input>, mut f: File, ack: Option<Ack>) -> bool {
+        let mut st = StreamState::new();
+        let mut head = [0u8; 2];
+        let peeked = match std::io::Read::read(&mut (&mut f).take(2), &mut head) {
+            Ok(n) => n,
+            Err(e) => return self.end(input, 0, Some(InputFailure::io(e.to_string())), ack),
+        };
+        let gz = is_gzip(&head[..peeked]);
+        if gz || peeked < 2 {
+            use std::io::Seek;
+            if let Err(e) = f.rewind() {
+                return self.end(input, 0, Some(InputFailure::io(e.to_string())), ack);
+            }
+            if gz {
+                return self.stream(input, pump::spawn(Box::new(f)), ack);
+            }
+        } else {
+            st.pending.extend_from_slice(&head);
+        }
+        let mut bytes_in = st.pending.len() as u64;
+        let block = self.cfg.chunk_bytes.max(64 << 10);
+        let mut failure = None;
+        while !self.stopped() {
+            let mut buf = std::mem::take(&mut st.pending);
+            buf.reserve(block);
+            // Retries interrupted reads; on an error the bytes read so far are in `buf`.
+            let res = (&mut f).take(block as u64).read_to_end(&mut buf);
+            match res {
+                Ok(0) => {
+                    st.pending = buf;
+                    break;
+                }
+                Ok(n) => {
+                    bytes_in += n as u64;
+                    // `pending` is empty, so `feed` takes the buffer as it is.
+                    if !self.feed(input, &mut st, buf) {
+                        return false;
+                    }
+                }
+                Err(e) => {
+                    st.pending = buf;
+                    failure = Some(InputFailure::io(e.to_string()));
+                    break;
+                }
+            }
+        }
+        self.close_stream(input, st, bytes_in, failure, ack)
+    }
+
     /// Cuts a pumped stream into chunks.
     fn stream(&mut self, input: &Arc<Input>, p: pump::Pump, ack: Option<Ack>) -> bool {
-        let mut st = StreamState {
-            pending: Vec::new(),
-            base: Position { offset: 0, line: 1 },
-            mode: None,
-            skipping: None,
-        };
+        let mut st = StreamState::new();
         let mut failure = None;
         // When the oldest bytes not yet cut arrived.
         let mut oldest: Option<Instant> = None;
@@ -212,6 +257,20 @@ impl Reader {
                 }
             }
         }
+        let bytes_in = p.bytes_in.load(Ordering::Relaxed);
+        self.close_stream(input, st, bytes_in, failure, ack)
+    }
+
+    /// The end of a stream: the rest is framed (or, when stopping, only its complete
+    /// lines), then the input ends.
+    fn close_stream(
+        &mut self,
+        input: &Arc<Input>,
+        mut st: StreamState,
+        bytes_in: u64,
+        failure: Option<InputFailure>,
+        ack: Option<Ack>,
+    ) -> bool {
         if self.stopped() {
             // Stop reading: what is complete is processed; an unfinished last line is
             // not a record yet and is left unread.
@@ -230,7 +289,6 @@ impl Reader {
         } else if !self.finish(input, &mut st) {
             return false;
         }
-        let bytes_in = p.bytes_in.load(Ordering::Relaxed);
         // A stream cut short by shutdown is not done: no acknowledgement.
         let ack = if self.stopped() { None } else { ack };
         self.end(input, bytes_in, failure, ack)
@@ -377,6 +435,17 @@ struct StreamState {
     base: Position,
     mode: Option<Mode>,
     skipping: Option<Skip>,
+}
+
+impl StreamState {
+    fn new() -> Self {
+        StreamState {
+            pending: Vec::new(),
+            base: Position { offset: 0, line: 1 },
+            mode: None,
+            skipping: None,
+        }
+    }
 }
 
 /// The stream's mode once enough of it has arrived to tell: a newline, or the end of

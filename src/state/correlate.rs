@@ -148,30 +148,40 @@ impl Ids {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Lowercase hex digit → its value; anything else → 0xff.
+const NIBBLE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Where the 16 bytes of a UUID start in its text (the dashes are skipped).
+const UUID_BYTE_AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+
 /// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` in lowercase hex → 16 bytes.
 fn uuid_bytes(s: &str) -> Option<[u8; 16]> {
-    let b = s.as_bytes();
-    if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
+    let b: &[u8; 36] = s.as_bytes().try_into().ok()?;
+    if b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
         return None;
     }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
     let mut out = [0u8; 16];
-    let mut n = 0;
-    let mut i = 0;
-    while i < 36 {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            i += 1;
-            continue;
-        }
-        out[n] = (nibble(b[i])? << 4) | nibble(b[i + 1])?;
-        n += 1;
-        i += 2;
+    let mut bad = 0u8;
+    for (o, &at) in out.iter_mut().zip(UUID_BYTE_AT.iter()) {
+        let (hi, lo) = (NIBBLE[b[at] as usize], NIBBLE[b[at + 1] as usize]);
+        bad |= hi | lo;
+        *o = (hi << 4) | (lo & 15);
     }
-    Some(out)
+    // A valid digit is at most 15: any 0xff sets the high bits.
+    (bad & 0xf0 == 0).then_some(out)
 }
 
 fn uuid_text(b: &[u8; 16]) -> String {
@@ -1129,5 +1139,30 @@ fn alarm_fired(def: u32, a: &AlarmState, b: i64) -> Fired {
             .last
             .clone()
             .unwrap_or_else(|| Arc::new(LastEvent::default())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_event_ids_round_trip_and_others_stay_text() {
+        let id = "16f16ef8-f15c-4e04-a806-f0ce2a111f1f";
+        let b = uuid_bytes(id).expect("a lowercase UUID");
+        assert_eq!(b[0], 0x16);
+        assert_eq!(b[15], 0x1f);
+        assert_eq!(uuid_text(&b), id);
+        for other in [
+            "16F16EF8-F15C-4E04-A806-F0CE2A111F1F",
+            "16f16ef8-f15c-4e04-a806-f0ce2a111f1",
+            "16f16ef8xf15c-4e04-a806-f0ce2a111f1f",
+            "16f16ef8-f15c-4e04-a806-f0ce2a111f1g",
+            "g6f16ef8-f15c-4e04-a806-f0ce2a111f1f",
+            "",
+        ] {
+            assert!(uuid_bytes(other).is_none(), "{other}");
+            assert!(matches!(Ids::of(other), Ids::One(_)), "{other}");
+        }
     }
 }

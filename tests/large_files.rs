@@ -103,4 +103,40 @@ fn large_plain_and_gzip_files_read_like_stdin() {
             out.stderr
         );
     }
+
+    // `trailhound < big.ndjson`: stdin is the file itself (read without a pump).
+    for path in [&plain, &gz] {
+        let out = std::process::Command::new(common::BIN)
+            .args(["--stats", "json"])
+            .args(args)
+            .stdin(std::fs::File::open(path).expect("open"))
+            .output()
+            .expect("run with stdin from the file");
+        assert!(out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        let st: Value =
+            serde_json::from_str(err.lines().last().expect("stats line")).expect("stats");
+        common::check_accounting(&st);
+        for k in [
+            "records_in",
+            "records_kept",
+            "records_dead_lettered",
+            "bytes_decoded",
+        ] {
+            assert_eq!(
+                st[k],
+                s[k],
+                "{k} of < {} differs from a pipe: {st}",
+                path.display()
+            );
+        }
+        let findings: Vec<Value> = out
+            .stdout
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).expect("finding"))
+            .collect();
+        assert_eq!(positions(&findings), want, "< {}", path.display());
+        assert!(findings.iter().all(|f| f["input"]["name"] == "<stdin>"));
+    }
 }

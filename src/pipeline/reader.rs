@@ -117,10 +117,14 @@ impl Reader {
                 self.stream(&input, p, ack)
             }
             None => match &input.kind {
-                InputKind::Stdin => {
-                    let p = pump::spawn(Box::new(std::io::stdin()));
-                    self.stream(&input, p, ack)
-                }
+                InputKind::Stdin => match stdin_file() {
+                    // `trailhound < file`: reads never block, so no pump is needed.
+                    Some(f) => self.large_file(&input, f, ack),
+                    None => {
+                        let p = pump::spawn(Box::new(std::io::stdin()));
+                        self.stream(&input, p, ack)
+                    }
+                },
                 InputKind::File(path) => match std::fs::metadata(path) {
                     Ok(m) if m.len() <= WHOLE_FILE_MAX => {
                         let seq = self.next_seq();
@@ -467,4 +471,12 @@ fn mode_if_known(pending: &[u8]) -> Option<Mode> {
 pub(super) fn read_file(path: &std::path::Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
     buf.clear();
     File::open(path)?.read_to_end(buf).map(|_| ())
+}
+
+/// Stdin as a file when it is redirected from a regular file.
+fn stdin_file() -> Option<File> {
+    use std::os::fd::AsFd;
+    let fd = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+    let f = File::from(fd);
+    f.metadata().ok()?.is_file().then_some(f)
 }

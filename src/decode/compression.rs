@@ -2,7 +2,7 @@
 //!
 //! CloudTrail objects are gzip files; `cat a.gz b.gz` and some writers produce several
 //! gzip members in one stream, so decoding always continues across member boundaries
-//! ([`flate2::read::MultiGzDecoder`]). A stream that is cut or corrupt keeps what was
+//! ([`flate2::bufread::MultiGzDecoder`]). A stream that is cut or corrupt keeps what was
 //! decoded before the damage: the complete records in it are processed, the incomplete
 //! tail is dead-lettered by framing, and the error is reported for the input.
 
@@ -41,7 +41,9 @@ pub enum GzipError {
 /// On error `out` holds everything decoded before the damage.
 pub fn gunzip_into(src: &[u8], out: &mut Vec<u8>, limit: u64) -> Result<(), GzipError> {
     let start = out.len();
-    let mut dec = flate2::read::MultiGzDecoder::new(src).take(limit + 1);
+    // The slice is its own buffered reader: no intermediate buffer is allocated or
+    // filled per object.
+    let mut dec = flate2::bufread::MultiGzDecoder::new(src).take(limit + 1);
     match dec.read_to_end(out) {
         Ok(_) if (out.len() - start) as u64 > limit => {
             out.truncate(start + limit as usize);

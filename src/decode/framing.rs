@@ -59,8 +59,28 @@ pub trait FrameHandler {
     fn dead_letter(&mut self, bytes: &[u8], pos: Position, reason: String);
 }
 
-/// Decides the [`Mode`] of a buffer from its first value.
+/// Decides the [`Mode`] of a whole input (a file, an object, a message) from its
+/// first value.
 pub fn detect_mode(buf: &[u8]) -> Mode {
+    let start = scan::skip_ws(buf, 0);
+    // An array or a delivery object (a CloudTrail object, usually one line) is walked
+    // element by element the same way in either mode as long as no newline falls inside
+    // it; with none before the trailing whitespace of the input, it need not be scanned
+    // to its end here (that scan cost as much as framing the object).
+    let walked =
+        buf.get(start) == Some(&b'[') || scan::records_array_start(&buf[start..]).is_some();
+    if walked {
+        let end = buf.len() - buf.iter().rev().take_while(|&&b| scan::is_ws(b)).count();
+        if memchr::memchr(b'\n', &buf[start..end.max(start)]).is_none() {
+            return Mode::Lines;
+        }
+    }
+    detect_mode_partial(buf)
+}
+
+/// Decides the [`Mode`] from the first value of a buffer that may be only the start of
+/// its input (a stream's first bytes).
+pub fn detect_mode_partial(buf: &[u8]) -> Mode {
     let start = scan::skip_ws(buf, 0);
     let line_end = memchr::memchr(b'\n', &buf[start..]).map(|i| start + i);
     match buf.get(start) {
@@ -463,6 +483,26 @@ mod tests {
         );
         assert_eq!((out[1].2, out[1].3), (11, 3));
         assert_eq!(out[3].3, 5);
+    }
+
+    #[test]
+    fn mode_of_whole_inputs_and_of_stream_starts() {
+        let one = b"{\"Records\":[{\"eventID\":\"a\"},{\"eventID\":\"b\"}]}";
+        assert_eq!(detect_mode(one), Mode::Lines);
+        let mut nl = one.to_vec();
+        nl.extend_from_slice(b"\n\n");
+        assert_eq!(detect_mode(&nl), Mode::Lines);
+        assert_eq!(
+            detect_mode(b"{\"Records\":[\n{\"eventID\":\"a\"}]}"),
+            Mode::Document
+        );
+        assert_eq!(
+            detect_mode(b"[\n  {\"eventID\": \"a\"}\n]\n"),
+            Mode::Document
+        );
+        // The first bytes of a pretty stream: the rest has not arrived yet.
+        assert_eq!(detect_mode_partial(b"[\n"), Mode::Document);
+        assert_eq!(detect_mode_partial(b"{\"eventID\":\"a\"}\n"), Mode::Lines);
     }
 
     #[test]

@@ -19,4 +19,6 @@ pub mod framing;
 pub mod scan;
 
 pub use compression::{GzipError, gunzip_into, is_gzip};
-pub use framing::{Candidate, FrameHandler, Mode, Position, detect_mode, frame, frame_message};
+pub use framing::{
+    Candidate, FrameHandler, Mode, Position, detect_mode, detect_mode_partial, frame, frame_message,
+};

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::{InputFailure, PipelineConfig, Work};
-use crate::decode::{Mode, Position, detect_mode, is_gzip, scan};
+use crate::decode::{Mode, Position, detect_mode, detect_mode_partial, is_gzip, scan};
 use crate::sink::dead_letter::MAX_RAW;
 use crate::source::file::WHOLE_FILE_MAX;
 use crate::source::stdin::{self as pump, PumpMsg};
@@ -464,7 +464,7 @@ fn mode_if_known(pending: &[u8]) -> Option<Mode> {
         scan::value_end(pending, start, false),
         scan::ValueEnd::Complete(_) | scan::ValueEnd::Invalid { .. }
     );
-    (has_nl || first_done).then(|| detect_mode(pending))
+    (has_nl || first_done).then(|| detect_mode_partial(pending))
 }
 
 /// Reads a small file whole.

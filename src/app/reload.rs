@@ -74,15 +74,15 @@ impl RuleSource {
     }
 }
 
-/// The reload thread; stops when dropped.
+/// The reload thread; stops when dropped (at once: dropping the sender wakes it).
 pub struct Reloader {
-    stop: Arc<AtomicBool>,
+    stop: Option<crossbeam_channel::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Reloader {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.take();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -133,17 +133,22 @@ pub fn start(
             );
         }
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
+    let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
     let thread = std::thread::Builder::new()
         .name("rule-reload".into())
         .spawn(move || {
             let _watcher = watcher;
             let mut dirty: Option<Instant> = None;
             let mut reason = String::new();
-            while !stop2.load(Ordering::Relaxed) {
-                match rx.recv_timeout(Duration::from_millis(100)) {
-                    Ok(Ok(ev)) => {
+            loop {
+                // SIGHUP is a flag: looked at every 100 ms.
+                let got = crossbeam_channel::select! {
+                    recv(rx) -> ev => ev.ok(),
+                    recv(stopped) -> _ => break,
+                    default(Duration::from_millis(100)) => None,
+                };
+                match got {
+                    Some(Ok(ev)) => {
                         tracing::trace!(?ev, "rule watch event");
                         // Reading the rules (ours included) is not a change.
                         let change = !matches!(ev.kind, notify::EventKind::Access(_));
@@ -152,8 +157,8 @@ pub fn start(
                             dirty = Some(Instant::now());
                         }
                     }
-                    Ok(Err(e)) => tracing::warn!("rule watch: {e}"),
-                    Err(_) => {}
+                    Some(Err(e)) => tracing::warn!("rule watch: {e}"),
+                    None => {}
                 }
                 if hup.swap(false, Ordering::Relaxed) {
                     reload(&source, &live, &health, "SIGHUP");
@@ -167,7 +172,7 @@ pub fn start(
         })
         .map_err(|e| format!("reload thread: {e}"))?;
     Ok(Reloader {
-        stop,
+        stop: Some(stop),
         thread: Some(thread),
     })
 }

@@ -139,4 +139,41 @@ fn large_plain_and_gzip_files_read_like_stdin() {
         assert_eq!(positions(&findings), want, "< {}", path.display());
         assert!(findings.iter().all(|f| f["input"]["name"] == "<stdin>"));
     }
+
+    // Stdin that starts after the file's first line (`(read -r l; trailhound) < f`).
+    use std::io::{Seek, SeekFrom};
+    let first = data.iter().position(|&b| b == b'\n').expect("a first line") as u64 + 1;
+    let mut f = std::fs::File::open(&plain).expect("open");
+    f.seek(SeekFrom::Start(first)).expect("seek");
+    let out = std::process::Command::new(common::BIN)
+        .args(["--stats", "json"])
+        .args(args)
+        .stdin(f)
+        .output()
+        .expect("run with stdin from the second line");
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let st: Value = serde_json::from_str(err.lines().last().expect("stats line")).expect("stats");
+    assert_eq!(st["records_in"], lines_total - 1, "{st}");
+    assert_eq!(st["bytes_in"], data.len() as u64 - first, "{st}");
+
+    // The same with a gzip stream after a plain first line: the gzip is found where
+    // stdin starts, not at the start of the file.
+    let mut mixed = b"not part of the input\n".to_vec();
+    let skip = mixed.len() as u64;
+    mixed.extend(gzip(&data));
+    let path = write_file(t.path(), "mixed.bin", &mixed);
+    let mut f = std::fs::File::open(&path).expect("open");
+    f.seek(SeekFrom::Start(skip)).expect("seek");
+    let out = std::process::Command::new(common::BIN)
+        .args(["--stats", "json"])
+        .args(args)
+        .stdin(f)
+        .output()
+        .expect("run with stdin at the gzip stream");
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let st: Value = serde_json::from_str(err.lines().last().expect("stats line")).expect("stats");
+    assert_eq!(st["records_in"], lines_total, "{st}");
+    assert_eq!(st["bytes_decoded"], data.len() as u64, "{st}");
 }

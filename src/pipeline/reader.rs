@@ -1,11 +1,13 @@
 //! The reader thread: inputs → [`Work`] units in input order, each with a sequence number.
 //!
 //! Small files become one [`Work::File`] each (a worker reads, inflates and frames it).
-//! Stdin and large files are streamed through a pump and cut into [`Work::Chunk`]s at
-//! line boundaries: about 1 MiB each, or whatever complete lines arrived once the oldest
-//! of them has waited 10 ms (so a steady trickle is not held until a megabyte has
-//! gathered, and an idle stream is flushed at once). A line longer than `max_record_bytes` is never held whole: its
-//! first 64 KiB become a [`Work::Oversized`] dead letter and the rest is skipped.
+//! Large files and stdin are cut into [`Work::Chunk`]s at line boundaries. A plain large
+//! file (or stdin redirected from one) is read here, block by block; a pipe, a terminal
+//! or a gzip stream goes through a pump thread, and its chunks are about 1 MiB each, or
+//! whatever complete lines arrived once the oldest of them has waited 10 ms (so a steady
+//! trickle is not held until a megabyte has gathered, and an idle stream is flushed at
+//! once). A line longer than `max_record_bytes` is never held whole: its first 64 KiB
+//! become a [`Work::Oversized`] dead letter and the rest is skipped.
 //!
 //! Every unit takes a permit before it is sent; the sink returns the permit once it has
 //! written the unit's output. Permits bound the work in flight, so memory stays flat
@@ -171,16 +173,21 @@ impl Reader {
     /// chunk a worker gets is the buffer the kernel wrote into (a pump would read into a
     /// zeroed block that is then copied behind the tail).
     fn large_file(&mut self, input: &Arc<Input>, mut f: File, ack: Option<Ack>) -> bool {
+        use std::io::{Seek, SeekFrom};
         let mut st = StreamState::new();
         let mut head = [0u8; 2];
-        let peeked = match std::io::Read::read(&mut (&mut f).take(2), &mut head) {
-            Ok(n) => n,
+        // Stdin may start anywhere in its file (`(read -r first; trailhound) < f`).
+        let peek = f.stream_position().and_then(|at| {
+            let n = (&mut f).take(2).read(&mut head)?;
+            Ok((at, n))
+        });
+        let (at, peeked) = match peek {
+            Ok(p) => p,
             Err(e) => return self.end(input, 0, Some(InputFailure::io(e.to_string())), ack),
         };
         let gz = is_gzip(&head[..peeked]);
         if gz || peeked < 2 {
-            use std::io::Seek;
-            if let Err(e) = f.rewind() {
+            if let Err(e) = f.seek(SeekFrom::Start(at)) {
                 return self.end(input, 0, Some(InputFailure::io(e.to_string())), ack);
             }
             if gz {

@@ -1,6 +1,7 @@
 //! Per-record costs on the real CloudTrail samples: parse (simd-json tape), match (the
-//! built-in pack through the index, and without it), and framing + inflating one
-//! CloudTrail S3 object. `cargo bench --bench parse_match`.
+//! built-in pack through the index, and without it), archive (a record into the Arrow
+//! columns of the Tailpipe schema, and those columns written as a zstd Parquet file), and
+//! framing + inflating one CloudTrail S3 object. `cargo bench --bench parse_match`.
 
 use std::hint::black_box;
 
@@ -65,6 +66,54 @@ fn bench_records(c: &mut Criterion) {
     eprintln!("{} records, {} bytes", lines.len(), bytes);
 }
 
+fn bench_archive(c: &mut Criterion) {
+    use trailhound::archive::{BatchBuilder, RowMeta, file_properties, schema::schema};
+    let lines = sample_lines();
+    let mut g = c.benchmark_group("archive");
+    g.throughput(Throughput::Elements(lines.len() as u64));
+    g.sample_size(20);
+    let mut parser = RecordParser::new();
+    let meta = RowMeta {
+        tp_id: "0123456789abcdef0123456789abcdef",
+        source_type: "file",
+        source_name: "bench",
+        source_location: "tests/data/cloudtrail",
+        ingest_micros: 1_700_000_000_000_000,
+        timestamp_micros: 1_700_000_000_000_000,
+    };
+    let mut rows = |builder: &mut BatchBuilder| {
+        for l in &lines {
+            parser.parse(l, |r| {
+                if let Ok(root) = r {
+                    builder.append(root, &meta);
+                }
+            });
+        }
+    };
+    g.bench_function("parse+rows (Arrow columns)", |b| {
+        b.iter(|| {
+            let mut builder = BatchBuilder::new();
+            rows(&mut builder);
+            black_box(builder.finish().num_rows())
+        })
+    });
+    g.bench_function("parse+rows+Parquet (zstd)", |b| {
+        b.iter(|| {
+            let mut builder = BatchBuilder::new();
+            rows(&mut builder);
+            let batch = builder.finish();
+            let mut out = Vec::new();
+            let mut w =
+                parquet::arrow::ArrowWriter::try_new(&mut out, schema(), Some(file_properties()))
+                    .expect("writer");
+            w.write(&batch).expect("write");
+            w.close().expect("close");
+            black_box(out.len())
+        })
+    });
+    g.finish();
+}
+
 struct Count(usize);
 
 impl FrameHandler for Count {
@@ -118,5 +167,5 @@ fn bench_object(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_records, bench_object);
+criterion_group!(benches, bench_records, bench_archive, bench_object);
 criterion_main!(benches);

@@ -26,7 +26,8 @@ pub mod writer;
 pub use compact::{CompactStats, compact};
 pub use rows::{BatchBuilder, RowMeta, date_of, now_micros, parse_time_micros};
 pub use writer::{
-    ArchiveConfig, ArchiveError, ArchiveStats, ArchiveWriter, PartitionKey, partition_value,
+    ArchiveConfig, ArchiveError, ArchiveStats, ArchiveWriter, PartitionKey, file_properties,
+    partition_value,
 };
 
 /// The `tp_id` of a record: SHA-256 over `eventID` and `recipientAccountId` (or the raw

@@ -29,6 +29,16 @@ pub const MAX_OPEN_FILES: usize = 32;
 /// The table directory under the root.
 pub const TABLE_DIR: &str = "tp_table=aws_cloudtrail_log";
 
+/// The Parquet settings of an archive file: zstd, row groups of at most 122,880 rows
+/// or [`ROW_GROUP_BYTES`].
+pub fn file_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(122_880))
+        .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
+        .build()
+}
+
 /// Where and how to archive.
 #[derive(Debug, Clone)]
 pub struct ArchiveConfig {
@@ -248,11 +258,7 @@ impl ArchiveWriter {
             let path = dir.join(name);
             let file = File::create(&tmp).map_err(io(&tmp))?;
             let handle = file.try_clone().map_err(io(&tmp))?;
-            let props = WriterProperties::builder()
-                .set_compression(Compression::ZSTD(ZstdLevel::default()))
-                .set_max_row_group_row_count(Some(122_880))
-                .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
-                .build();
+            let props = file_properties();
             let writer = ArrowWriter::try_new(file, schema(), Some(props)).map_err(|e| {
                 ArchiveError::Parquet {
                     path: tmp.clone(),

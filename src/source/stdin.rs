@@ -1,4 +1,6 @@
-//! Byte streams read by a pump thread: stdin, and files too large to read whole.
+//! Byte streams read by a pump thread: stdin when it is a pipe or a terminal, and gzip'd
+//! files or stdin too large to read whole (a plain large file, or stdin redirected from
+//! one, is read by the reader itself: its reads never block).
 //!
 //! The pump owns the blocking `read` calls, so the reader that cuts the stream into
 //! batches can wait with a timeout: a quiet stream (`tail -f`) still gets its batch

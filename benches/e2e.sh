@@ -17,10 +17,10 @@
 #   RUNS        runs per measurement, best one counts  [3]
 #   THREADS     trailhound --threads and DuckDB threads [2]
 #   TRAILHOUND  binary to measure                      [target/release/trailhound]
-#   RULES       rules added to the built-in pack         [tests/sigmahq/rules]
-#   RSIGMA      rsigma 0.23.0 binary                     [rsigma on PATH]
-#   RATE        latency: records/s                       [20000]
-#   MEMORY_GB   memory: streamed input in GB             [10]
+#   RULES       rules added to the built-in pack       [tests/sigmahq/rules]
+#   RSIGMA      rsigma 0.23.0 binary                   [rsigma on PATH]
+#   RATE        latency: records/s                     [20000]
+#   MEMORY_GB   memory: streamed input in GB           [10]
 #
 # Writes CORPUS_DIR/ev<EVENTS>-seed<SEED>/{ct.ndjson,s3/,corpus.json,trailhound.json,duck.json,e2e.json,
 # archive.json,rsigma.json,scaling.json,latency.json,memory.json,summary.json}.
@@ -28,7 +28,7 @@
 set -euo pipefail
 export PYTHONDONTWRITEBYTECODE=1  # keep __pycache__ out of benches/
 
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
 
 SKIP_BUILD=0
 SKIP_DUCKDB=0

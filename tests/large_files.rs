@@ -54,6 +54,25 @@ fn positions(findings: &[Value]) -> Vec<(String, u64, u64)> {
     v
 }
 
+/// Runs `detect --stats json ARGS` with stdin being `file` itself (not a pipe), asserting
+/// that it exits 0 and that the accounting holds.
+fn detect_with_stdin(args: &[&str], file: std::fs::File) -> common::Output {
+    let out = std::process::Command::new(common::BIN)
+        .args(["--stats", "json"])
+        .args(args)
+        .stdin(file)
+        .output()
+        .expect("run trailhound");
+    let out = common::Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_eq!(out.code, 0, "trailhound failed; stderr:\n{}", out.stderr);
+    common::check_accounting(&out.stats());
+    out
+}
+
 #[test]
 fn large_plain_and_gzip_files_read_like_stdin() {
     let (data, lines_total) = big_ndjson();
@@ -106,17 +125,8 @@ fn large_plain_and_gzip_files_read_like_stdin() {
 
     // `trailhound < big.ndjson`: stdin is the file itself (read without a pump).
     for path in [&plain, &gz] {
-        let out = std::process::Command::new(common::BIN)
-            .args(["--stats", "json"])
-            .args(args)
-            .stdin(std::fs::File::open(path).expect("open"))
-            .output()
-            .expect("run with stdin from the file");
-        assert!(out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
-        let st: Value =
-            serde_json::from_str(err.lines().last().expect("stats line")).expect("stats");
-        common::check_accounting(&st);
+        let out = detect_with_stdin(&args, std::fs::File::open(path).expect("open"));
+        let st = out.stats();
         for k in [
             "records_in",
             "records_kept",
@@ -130,12 +140,7 @@ fn large_plain_and_gzip_files_read_like_stdin() {
                 path.display()
             );
         }
-        let findings: Vec<Value> = out
-            .stdout
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_slice(l).expect("finding"))
-            .collect();
+        let findings = out.findings();
         assert_eq!(positions(&findings), want, "< {}", path.display());
         assert!(findings.iter().all(|f| f["input"]["name"] == "<stdin>"));
     }
@@ -145,15 +150,7 @@ fn large_plain_and_gzip_files_read_like_stdin() {
     let first = data.iter().position(|&b| b == b'\n').expect("a first line") as u64 + 1;
     let mut f = std::fs::File::open(&plain).expect("open");
     f.seek(SeekFrom::Start(first)).expect("seek");
-    let out = std::process::Command::new(common::BIN)
-        .args(["--stats", "json"])
-        .args(args)
-        .stdin(f)
-        .output()
-        .expect("run with stdin from the second line");
-    assert!(out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    let st: Value = serde_json::from_str(err.lines().last().expect("stats line")).expect("stats");
+    let st = detect_with_stdin(&args, f).stats();
     assert_eq!(st["records_in"], lines_total - 1, "{st}");
     assert_eq!(st["bytes_in"], data.len() as u64 - first, "{st}");
 
@@ -165,15 +162,7 @@ fn large_plain_and_gzip_files_read_like_stdin() {
     let path = write_file(t.path(), "mixed.bin", &mixed);
     let mut f = std::fs::File::open(&path).expect("open");
     f.seek(SeekFrom::Start(skip)).expect("seek");
-    let out = std::process::Command::new(common::BIN)
-        .args(["--stats", "json"])
-        .args(args)
-        .stdin(f)
-        .output()
-        .expect("run with stdin at the gzip stream");
-    assert!(out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    let st: Value = serde_json::from_str(err.lines().last().expect("stats line")).expect("stats");
+    let st = detect_with_stdin(&args, f).stats();
     assert_eq!(st["records_in"], lines_total, "{st}");
     assert_eq!(st["bytes_decoded"], data.len() as u64, "{st}");
 }

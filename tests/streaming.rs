@@ -39,23 +39,36 @@ fn kill(pid: u32, sig: &str) {
     assert!(st.success());
 }
 
-#[test]
-fn findings_appear_before_end_of_input() {
-    let mut child = Command::new(BIN)
+/// `trailhound --no-record --stats json` reading a pipe, all three streams piped.
+fn spawn_on_stdin() -> std::process::Child {
+    Command::new(BIN)
         .args(["--no-record", "--stats", "json"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn");
+        .expect("spawn")
+}
+
+/// The first finding line on the child's stdout, parsed, and the rest of stdout (kept
+/// open, so later findings still have a reader).
+fn first_finding(
+    child: &mut std::process::Child,
+) -> (serde_json::Value, BufReader<std::process::ChildStdout>) {
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("read finding");
+    (serde_json::from_str(&line).expect("finding json"), out)
+}
+
+#[test]
+fn findings_appear_before_end_of_input() {
+    let mut child = spawn_on_stdin();
     let mut stdin = child.stdin.take().expect("stdin");
     stdin.write_all(&flagged_record()).expect("write");
     stdin.flush().expect("flush");
     // stdin stays open: the finding must come out anyway.
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    out.read_line(&mut line).expect("read finding");
-    let f: serde_json::Value = serde_json::from_str(&line).expect("finding json");
+    let (f, _out) = first_finding(&mut child);
     assert_eq!(f["event"]["eventName"], "CreateAccessKey");
     assert_eq!(f["input"]["name"], "<stdin>");
     drop(stdin);
@@ -67,13 +80,7 @@ fn findings_appear_before_end_of_input() {
 /// line has waited that long, not when a megabyte has gathered.
 #[test]
 fn findings_flow_under_a_steady_trickle() {
-    let mut child = Command::new(BIN)
-        .args(["--no-record", "--stats", "json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_on_stdin();
     let mut stdin = child.stdin.take().expect("stdin");
     let written = Arc::new(AtomicU64::new(0));
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -88,13 +95,10 @@ fn findings_flow_under_a_steady_trickle() {
             std::thread::sleep(Duration::from_millis(2));
         }
     });
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    out.read_line(&mut line).expect("read finding");
+    let (f, _out) = first_finding(&mut child);
     let at = written.load(Ordering::Relaxed);
     done.store(true, Ordering::Relaxed);
     writer.join().expect("writer");
-    let f: serde_json::Value = serde_json::from_str(&line).expect("finding json");
     assert_eq!(f["event"]["eventName"], "CreateAccessKey");
     assert!(
         at < 512 << 10,
@@ -106,13 +110,7 @@ fn findings_flow_under_a_steady_trickle() {
 
 #[test]
 fn sigterm_drains_and_summarises() {
-    let mut child = Command::new(BIN)
-        .args(["--no-record", "--stats", "json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_on_stdin();
     let mut stdin = child.stdin.take().expect("stdin");
     let rec = flagged_record();
     for _ in 0..3 {

@@ -168,6 +168,97 @@ fn e_directory_tree_is_walked_recursively() {
 }
 
 #[test]
+fn e2_many_small_files_keep_their_names_positions_and_order() {
+    // Hundreds of tiny objects, as in an AWSLogs tree: they travel to the workers in
+    // groups, and each file must still be its own input (names, record indices, order,
+    // warnings), with a damaged, an empty and a non-JSON file among them.
+    let records = &corpus().records;
+    let t = tempfile::tempdir().expect("tempdir");
+    let per_file = records.len().div_ceil(300);
+    let mut home: std::collections::HashMap<String, (String, u64)> = Default::default();
+    let mut files = 0u64;
+    for (i, g) in records.chunks(per_file).enumerate() {
+        let name = format!("AWSLogs/111122223333/CloudTrail/part-{i:04}.json.gz");
+        let body = if i % 2 == 0 {
+            let mut text = join(g, b"\n");
+            text.push(b'\n');
+            gzip(&text)
+        } else {
+            gzip(&records_object(g))
+        };
+        let path = write(t.path(), &name, &body);
+        for (j, r) in g.iter().enumerate() {
+            let v: Value = serde_json::from_slice(r).expect("sample record");
+            if let Some(id) = v["eventID"].as_str() {
+                // A repeated eventID's finding comes from its first record.
+                home.entry(id.to_string())
+                    .or_insert_with(|| (path.display().to_string(), j as u64));
+            }
+        }
+        files += 1;
+    }
+    same_as_reference("many small files", &[t.path()], b"", 0);
+    let out = detect(&["--no-record".as_ref(), t.path().as_os_str()], b"");
+    let mut seen = 0;
+    for f in out.findings() {
+        let Some(id) = f["event"]["eventID"].as_str() else {
+            continue;
+        };
+        if f.get("correlation").is_some() {
+            continue;
+        }
+        let (file, index) = &home[id];
+        assert_eq!(f["input"]["name"], file.as_str(), "{f}");
+        assert_eq!(f["input"]["record_index"], *index, "{f}");
+        seen += 1;
+    }
+    assert!(seen > 0);
+    assert_eq!(stat(&out.stats(), "inputs"), files);
+    threads_agree("many small files", &[t.path()], b"");
+
+    // Bad files in the middle of the groups: each is named, the rest goes on.
+    write(
+        t.path(),
+        "AWSLogs/111122223333/CloudTrail/part-0100a.json.gz",
+        b"",
+    );
+    let mut damaged = gzip(&join(&records[..3], b"\n"));
+    damaged.truncate(damaged.len() / 2);
+    write(
+        t.path(),
+        "AWSLogs/111122223333/CloudTrail/part-0150a.json.gz",
+        &damaged,
+    );
+    write(
+        t.path(),
+        "AWSLogs/111122223333/CloudTrail/part-0200a.json",
+        b"not json\n",
+    );
+    let out = run(
+        &[
+            "--stats".as_ref(),
+            "json".as_ref(),
+            "--no-record".as_ref(),
+            t.path().as_os_str(),
+        ],
+        b"",
+    );
+    let st = out.stats();
+    common::check_accounting(&st);
+    assert_eq!(stat(&st, "inputs"), files + 3, "{st}");
+    // The non-JSON line, and the record the truncated stream cut in half.
+    assert_eq!(stat(&st, "records_dead_lettered"), 2, "{st}");
+    assert!(out.stderr.contains("part-0150a.json.gz"), "{}", out.stderr);
+    assert!(out.stderr.contains("part-0200a.json"), "{}", out.stderr);
+    let (ref_keys, _) = reference();
+    assert_eq!(
+        single_record_keys(&out),
+        *ref_keys,
+        "findings with bad files among the good"
+    );
+}
+
+#[test]
 fn f_cloudtrail_delivery_objects() {
     let objects: Vec<Vec<u8>> = groups().iter().map(|g| records_object(g)).collect();
     let t = tempfile::tempdir().expect("tempdir");

@@ -7,16 +7,18 @@
 //!        └──────────── permits (max_in_flight) ◀──────────────  dead letters
 //! ```
 //!
-//! - **Batches, not records, cross channels**: a [`Work`] unit is a small file, a ~1 MiB
-//!   chunk of a stream, or an end-of-input marker; a [`Done`] carries the unit's rendered
-//!   findings and dead letters and its counters.
+//! - **Batches, not records, cross channels**: a [`Work`] unit is a small file, a group
+//!   of small local files (up to [`GROUP_FILES`] or a chunk's worth of bytes, so thousands
+//!   of tiny CloudTrail objects cost a few hundred channel hand-offs, not thousands), a
+//!   ~1 MiB chunk of a stream, or an end-of-input marker; a [`Done`] carries one input's
+//!   share of a unit: its rendered findings and dead letters and its counters.
 //! - **Backpressure and bounded memory**: the reader takes a permit per unit and the sink
 //!   returns it after writing the unit's output, so at most `max_in_flight` units exist
 //!   at any moment. A slow stdout blocks the sink, which stops returning permits, which
 //!   blocks the reader, which stops reading.
 //! - **Deterministic output**: units carry sequence numbers; the sink writes them in
 //!   order, so findings appear in input order whatever the thread count
-//!   (`tests/pipeline.rs::output_is_independent_of_threads`).
+//!   (`tests/cli.rs::output_is_independent_of_thread_count`).
 //! - **Shutdown**: end of input drains everything; a signal sets `shutdown`, the reader
 //!   stops reading, and what is in flight drains before the summary.
 //!
@@ -176,6 +178,9 @@ enum Work {
         pos: Position,
         limit: usize,
     },
+    /// Small local files read one after another by one worker, each its own input
+    /// with its own sequence number.
+    Group(Vec<GroupedFile>),
     /// End of a streamed input.
     End {
         seq: u64,
@@ -184,6 +189,14 @@ enum Work {
         failure: Option<InputFailure>,
         ack: Option<Ack>,
     },
+}
+
+/// One file of a [`Work::Group`]: read from its path by the worker.
+#[derive(Debug)]
+struct GroupedFile {
+    seq: u64,
+    input: Arc<Input>,
+    ack: Option<Ack>,
 }
 
 /// A unit with the rules it is matched against (stamped by the reader).
@@ -224,6 +237,9 @@ struct Done {
     ack: Option<Ack>,
     /// The rules the unit was matched against.
     pack: Option<Arc<RulePack>>,
+    /// The unit's permit goes back once this is written (false for all but the last
+    /// input of a [`Work::Group`]).
+    returns_permit: bool,
 }
 
 impl Done {
@@ -242,6 +258,7 @@ impl Done {
             state: StateBatch::default(),
             ack: None,
             pack: None,
+            returns_permit: true,
         }
     }
 
@@ -333,6 +350,52 @@ impl InputCursor {
     }
 }
 
+/// What one in-memory input gave the worker stage ([`evaluate_bytes`]).
+#[derive(Debug, Default)]
+pub struct BufferOutcome {
+    /// The input's counters (records in, kept, dead-lettered, …).
+    pub counters: Counters,
+    /// Finding lines, in input order.
+    pub findings: Vec<u8>,
+    /// Dead-letter lines, in input order.
+    pub dead_letters: Vec<u8>,
+    /// Why the input did not decode to its end (a damaged or oversized gzip stream).
+    pub failure: Option<String>,
+}
+
+/// Runs one in-memory input (compressed or not, in any framing) through a worker on
+/// the calling thread: decompression, framing, parsing, the filter and rule matching,
+/// exactly as a unit of [`run`] is processed, without the threads, the stateful stage
+/// and the sinks. For fuzzing and for embedding the matcher in another program.
+pub fn evaluate_bytes(bytes: Vec<u8>, pack: Arc<RulePack>, cfg: &PipelineConfig) -> BufferOutcome {
+    let input = Arc::new(Input::remote("memory:".into()));
+    let mut w = worker::Worker::new(pack.clone(), Arc::new(KnownPaths::new()), cfg.clone(), true);
+    let unit = Unit {
+        pack,
+        work: Work::File {
+            seq: 1,
+            input,
+            body: Some(bytes),
+            ack: None,
+        },
+    };
+    let mut out = BufferOutcome::default();
+    for d in w.process(unit) {
+        out.counters.merge(&d.counters);
+        let base = out.counters.records_in - d.counters.records_in;
+        for i in 0..d.findings.len() {
+            d.findings.line_into(i, base, &mut out.findings);
+        }
+        for i in 0..d.dead.len() {
+            d.dead.line_into(i, base, &mut out.dead_letters);
+        }
+        if let Some((_, Some(f))) = d.end {
+            out.failure = Some(f.message);
+        }
+    }
+    out
+}
+
 /// Runs the pipeline over `inputs` to the end (or until `shutdown` is set) and
 /// writes findings and dead letters to `output`.
 pub fn run(
@@ -371,7 +434,7 @@ pub fn run_live(
     let threads = cfg.threads.max(1);
     let in_flight = cfg.max_in_flight.max(threads + 1);
     let (work_tx, work_rx) = bounded::<Unit>(threads * 2);
-    let (done_tx, done_rx) = unbounded::<Done>();
+    let (done_tx, done_rx) = unbounded::<Vec<Done>>();
     let (permit_tx, permit_rx) = bounded::<()>(in_flight);
     for _ in 0..in_flight {
         let _ = permit_tx.send(());
@@ -405,6 +468,8 @@ pub fn run_live(
             seq: 0,
             rules: live.clone(),
             cache,
+            group: Vec::new(),
+            group_bytes: 0,
         };
         s.spawn(move || reader.run(feed));
         for _ in 0..threads {
@@ -458,11 +523,13 @@ pub fn run_live(
                 }
                 Err(TryRecvError::Disconnected) => None,
             };
-            let Some(d) = msg else { break };
+            let Some(ds) = msg else { break };
             if let Some(st) = status.as_mut() {
                 st.tick(&summary, stage.as_ref().and_then(Stage::newest_event_time));
             }
-            pending.insert(d.seq, d);
+            for d in ds {
+                pending.insert(d.seq, d);
+            }
             if crate::telemetry::enabled() {
                 // Units held by the pipeline (reading, queued, in workers, waiting
                 // to be written) and finished ones waiting for their turn.
@@ -560,7 +627,9 @@ pub fn run_live(
                         }
                     }
                 }
-                let _ = permit_tx.send(());
+                if d.returns_permit {
+                    let _ = permit_tx.send(());
+                }
             }
         }
         if let Some(st) = stage.as_mut() {

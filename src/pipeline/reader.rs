@@ -1,6 +1,10 @@
 //! The reader thread: inputs → [`Work`] units in input order, each with a sequence number.
 //!
-//! Small files become one [`Work::File`] each (a worker reads, inflates and frames it).
+//! Small files become one [`Work::File`] each (a worker reads, inflates and frames it);
+//! consecutive small local files travel together as a [`Work::Group`] of up to
+//! [`GROUP_FILES`] files or `chunk_bytes` of input, each file still its own input with
+//! its own sequence number, so a directory of tiny CloudTrail objects costs one channel
+//! hand-off, one wake-up and one permit per group instead of per object.
 //! Large files and stdin are cut into [`Work::Chunk`]s at line boundaries. A plain large
 //! file (or stdin redirected from one) is read here, block by block; a pipe, a terminal
 //! or a gzip stream goes through a pump thread, and its chunks are about 1 MiB each, or
@@ -21,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::{InputFailure, PipelineConfig, Work};
+use super::{GroupedFile, InputFailure, PipelineConfig, Work};
 use crate::decode::{Mode, Position, detect_mode, detect_mode_partial, is_gzip, scan};
 use crate::sink::dead_letter::MAX_RAW;
 use crate::source::file::WHOLE_FILE_MAX;
@@ -30,6 +34,9 @@ use crate::source::{Ack, Arrival, Feed, Input, InputKind};
 
 /// The longest a complete line waits in a partial batch.
 pub const FLUSH_AFTER: Duration = Duration::from_millis(10);
+
+/// Small local files in one [`Work::Group`] at most.
+pub const GROUP_FILES: usize = 32;
 
 pub(super) struct Reader {
     pub work: Sender<super::Unit>,
@@ -40,15 +47,49 @@ pub(super) struct Reader {
     pub shutdown: Arc<AtomicBool>,
     pub cfg: PipelineConfig,
     pub seq: u64,
+    /// Small local files waiting to be sent as one group, and their size on disk.
+    pub group: Vec<GroupedFile>,
+    pub group_bytes: u64,
 }
 
 impl Reader {
-    /// Sends `w` once a permit is free; false if the pipeline is gone.
+    /// Sends `w` once a permit is free (after any group waiting, which comes first in
+    /// input order); false if the pipeline is gone.
     fn send(&mut self, w: Work) -> bool {
+        if !self.flush_group() {
+            return false;
+        }
+        self.send_unit(w, 1)
+    }
+
+    /// Sends the waiting group, if any.
+    fn flush_group(&mut self) -> bool {
+        if self.group.is_empty() {
+            return true;
+        }
+        let files = std::mem::take(&mut self.group);
+        self.group_bytes = 0;
+        let n = files.len() as u64;
+        self.send_unit(Work::Group(files), n)
+    }
+
+    /// Adds a small local file to the waiting group; sends the group when it is full.
+    fn group_file(&mut self, input: Arc<Input>, len: u64, ack: Option<Ack>) -> bool {
+        let seq = self.next_seq();
+        self.group.push(GroupedFile { seq, input, ack });
+        self.group_bytes += len;
+        if self.group.len() >= GROUP_FILES || self.group_bytes >= self.cfg.chunk_bytes as u64 {
+            return self.flush_group();
+        }
+        true
+    }
+
+    /// Sends a unit holding `seqs` sequence numbers once a permit is free.
+    fn send_unit(&mut self, w: Work, seqs: u64) -> bool {
         if self.permits.recv().is_err() {
             return false;
         }
-        self.seq += 1;
+        self.seq += seqs;
         if crate::telemetry::enabled() {
             let cap = self.work.capacity().unwrap_or(0);
             crate::telemetry::record_channel("work_queue", self.work.len(), cap);
@@ -57,8 +98,9 @@ impl Reader {
         self.work.send(super::Unit { pack, work: w }).is_ok()
     }
 
+    /// The sequence number of the next input's first unit (after the waiting group).
     fn next_seq(&self) -> u64 {
-        self.seq + 1
+        self.seq + self.group.len() as u64 + 1
     }
 
     fn stopped(&self) -> bool {
@@ -69,10 +111,11 @@ impl Reader {
         match feed {
             Feed::Inputs(inputs) => {
                 for input in inputs {
-                    if self.stopped() || !self.one(Arrival::local(input)) {
-                        break;
+                    if self.stopped() || !self.one(Arrival::local(input), true) {
+                        return;
                     }
                 }
+                self.flush_group();
             }
             Feed::Live(mut rx) => {
                 // Sources stop sending (and drop their senders) on shutdown.
@@ -80,7 +123,7 @@ impl Reader {
                 while let Some(mut a) = rx.blocking_recv() {
                     a.input.id = id;
                     id = id.wrapping_add(1);
-                    if self.stopped() || !self.one(a) {
+                    if self.stopped() || !self.one(a, false) {
                         break;
                     }
                 }
@@ -88,8 +131,9 @@ impl Reader {
         }
     }
 
-    /// Sends one input's units; false if the pipeline is gone.
-    fn one(&mut self, a: Arrival) -> bool {
+    /// Sends one input's units (a small file joins the waiting group when `group`);
+    /// false if the pipeline is gone.
+    fn one(&mut self, a: Arrival, group: bool) -> bool {
         let input = Arc::new(a.input);
         let ack = a.ack;
         if let Some(e) = a.error {
@@ -128,6 +172,9 @@ impl Reader {
                     }
                 },
                 InputKind::File(path) => match std::fs::metadata(path) {
+                    Ok(m) if group && m.len() <= WHOLE_FILE_MAX => {
+                        self.group_file(input.clone(), m.len(), ack)
+                    }
                     Ok(m) if m.len() <= WHOLE_FILE_MAX => {
                         let seq = self.next_seq();
                         self.send(Work::File {

@@ -61,19 +61,25 @@ impl Worker {
         }
     }
 
-    pub fn process(&mut self, unit: super::Unit) -> Done {
+    /// One unit's output: one [`Done`] per input it holds (several for a group).
+    pub fn process(&mut self, unit: super::Unit) -> Vec<Done> {
         if !Arc::ptr_eq(&self.pack, &unit.pack) {
             // A reload: this and later units are matched against the new rules.
             self.pack = unit.pack;
         }
-        let mut done = self.process_unit(unit.work);
-        done.pack = Some(self.pack.clone());
-        done.finish_archive();
-        done
+        let mut out = self.process_unit(unit.work);
+        let last = out.len().saturating_sub(1);
+        for (i, d) in out.iter_mut().enumerate() {
+            d.pack = Some(self.pack.clone());
+            d.finish_archive();
+            // A group's permit goes back with its last file.
+            d.returns_permit = i == last;
+        }
+        out
     }
 
-    fn process_unit(&mut self, work: Work) -> Done {
-        match work {
+    fn process_unit(&mut self, work: Work) -> Vec<Done> {
+        let done = match work {
             Work::File {
                 seq,
                 input,
@@ -132,7 +138,18 @@ impl Worker {
                 done.ack = ack;
                 done
             }
-        }
+            Work::Group(files) => {
+                return files
+                    .into_iter()
+                    .map(|f| {
+                        let mut done = self.file(f.seq, f.input, None);
+                        done.ack = f.ack;
+                        done
+                    })
+                    .collect();
+            }
+        };
+        vec![done]
     }
 
     fn file(&mut self, seq: u64, input: Arc<Input>, body: Option<Vec<u8>>) -> Done {

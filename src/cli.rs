@@ -356,6 +356,11 @@ pub struct DetectArgs {
     /// Longest record accepted; longer ones are dead-lettered unread.
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
     pub max_record_bytes: usize,
+    /// Largest decompressed size of one object or file read whole (`1GiB`, `64MiB`, or
+    /// bytes): a gzip bomb stops there, its records up to the limit processed, and the
+    /// input counts as failed.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size_arg)]
+    pub max_inflated_bytes: usize,
     /// Pre-storage filter: a SQL boolean expression over the archive's columns, e.g.
     /// "not (event_source = 'kms.amazonaws.com' and event_name = 'Decrypt')"
     /// (repeatable, AND-ed; added to the config file's `filter:`).
@@ -441,6 +446,10 @@ pub enum LogFormat {
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 10s, 1m)"))
+}
+
+fn parse_size_arg(s: &str) -> Result<usize, String> {
+    crate::config::parse_size(s).ok_or_else(|| format!("{s:?} is not a size (e.g. 64MiB)"))
 }
 
 fn parse_level(s: &str) -> Result<Level, String> {

@@ -257,13 +257,28 @@ impl ConfigFile {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<(ConfigFile, Vec<String>), ConfigError> {
         let file = path.display().to_string();
+        let raw = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            location: None,
+            message: e.to_string(),
+        })?;
+        Self::parse(&raw, &file, &|n| std::env::var(n).ok())
+    }
+
+    /// Checks the text of a configuration file named `file` (for messages), with
+    /// `${VAR}` taken from `env`.
+    pub fn parse(
+        raw: &str,
+        file: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(ConfigFile, Vec<String>), ConfigError> {
+        let file = file.to_string();
         let fail = |location, message: String| ConfigError {
             file: file.clone(),
             location,
             message,
         };
-        let raw = std::fs::read_to_string(path).map_err(|e| fail(None, e.to_string()))?;
-        let text = interpolate(&raw, &|n| std::env::var(n).ok()).map_err(|m| fail(None, m))?;
+        let text = interpolate(raw, env).map_err(|m| fail(None, m))?;
         let cfg: ConfigFile = serde_yaml_ng::from_str(&text).map_err(|e| {
             let loc = e.location().map(|l| (l.line(), l.column()));
             fail(loc, e.to_string())

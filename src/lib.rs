@@ -73,6 +73,7 @@ pub mod event;
 pub mod filter;
 pub mod finding;
 pub mod fswalk;
+pub mod fuzz;
 pub mod kafka;
 pub mod pipeline;
 pub mod rules;

@@ -396,6 +396,7 @@ fn execute(args: &DetectArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<i
         && remote.is_empty()
         && mode == Mode::Detect;
     cfg.max_record_bytes = args.max_record_bytes.max(1);
+    cfg.max_inflated_bytes = args.max_inflated_bytes.max(1) as u64;
     let config_name = || {
         args.config
             .as_ref()

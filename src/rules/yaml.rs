@@ -4,7 +4,10 @@
 //! tree instead of a serde value, which forgets positions. Scalars are resolved with the
 //! YAML 1.2 core schema (plain `null`/`~`/empty → null, `true`/`false` → bool, numbers
 //! keep their text so `1.10` stays `1.10`); quoted scalars are always strings.
-//! Anchors and aliases are expanded.
+//! Anchors and aliases are expanded, within bounds: a text expands to at most
+//! [`MAX_NODES`] nodes (a "billion laughs" of nested aliases is an error, not a
+//! gigabyte) and nests at most [`MAX_DEPTH`] levels deep (so nothing that walks the tree,
+//! dropping it included, can run out of stack).
 
 use std::collections::HashMap;
 
@@ -164,16 +167,26 @@ fn is_number(s: &str) -> bool {
     digits > 0
 }
 
+/// Most nodes one text may expand to, aliases included.
+pub const MAX_NODES: usize = 200_000;
+
+/// Deepest nesting of sequences and mappings.
+pub const MAX_DEPTH: usize = 128;
+
+/// An open sequence or mapping: where it starts, its anchor, its items so far, and the
+/// node count when it opened (its size, once closed, is the count's growth + 1).
 enum Frame {
-    Seq(Mark, usize, Vec<Yaml>),
-    Map(Mark, usize, Vec<(Yaml, Yaml)>, Option<Yaml>),
+    Seq(Mark, usize, Vec<Yaml>, usize),
+    Map(Mark, usize, Vec<(Yaml, Yaml)>, Option<Yaml>, usize),
 }
 
 /// Parses every document of a multi-document YAML text.
 pub fn load_documents(text: &str) -> Result<Vec<Yaml>, YamlError> {
     let mut docs = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, Yaml> = HashMap::new();
+    // Anchored nodes with their sizes in nodes.
+    let mut anchors: HashMap<usize, (Yaml, usize)> = HashMap::new();
+    let mut nodes = 0usize;
     for ev in Parser::new_from_str(text) {
         let (ev, span) = ev.map_err(|e| YamlError {
             mark: Mark {
@@ -183,62 +196,94 @@ pub fn load_documents(text: &str) -> Result<Vec<Yaml>, YamlError> {
             message: e.info().to_string(),
         })?;
         let mark = mark_of(&span);
-        let done: Option<(Yaml, usize)> = match ev {
+        let too_many = |mark| YamlError {
+            mark,
+            message: format!(
+                "the document expands to more than {MAX_NODES} nodes (aliases included)"
+            ),
+        };
+        if matches!(ev, Event::SequenceStart(..) | Event::MappingStart(..))
+            && stack.len() >= MAX_DEPTH
+        {
+            return Err(YamlError {
+                mark,
+                message: format!("nested deeper than {MAX_DEPTH} levels"),
+            });
+        }
+        let done: Option<(Yaml, usize, usize)> = match ev {
             Event::Scalar(v, style, anchor, _tag) => {
                 let quoted = matches!(style, ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted);
                 let kind = match style {
                     ScalarStyle::Plain => resolve_plain(&v),
                     _ => Kind::Str(v.into_owned()),
                 };
-                Some((Yaml { mark, kind, quoted }, anchor))
+                nodes += 1;
+                Some((Yaml { mark, kind, quoted }, anchor, 1))
             }
             Event::Alias(id) => {
-                let node = anchors.get(&id).cloned().ok_or_else(|| YamlError {
+                let (node, size) = anchors.get(&id).ok_or_else(|| YamlError {
                     mark,
                     message: "alias refers to an unknown anchor".into(),
                 })?;
-                Some((node, 0))
+                nodes = nodes.saturating_add(*size);
+                if nodes > MAX_NODES {
+                    return Err(too_many(mark));
+                }
+                Some((node.clone(), 0, *size))
             }
             Event::SequenceStart(anchor, _) => {
-                stack.push(Frame::Seq(mark, anchor, Vec::new()));
+                stack.push(Frame::Seq(mark, anchor, Vec::new(), nodes));
                 None
             }
             Event::MappingStart(anchor, _) => {
-                stack.push(Frame::Map(mark, anchor, Vec::new(), None));
+                stack.push(Frame::Map(mark, anchor, Vec::new(), None, nodes));
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq(m, anchor, items)) => Some((
-                    Yaml {
-                        mark: m,
-                        kind: Kind::Seq(items),
-                        quoted: false,
-                    },
-                    anchor,
-                )),
+                Some(Frame::Seq(m, anchor, items, at)) => {
+                    nodes += 1;
+                    Some((
+                        Yaml {
+                            mark: m,
+                            kind: Kind::Seq(items),
+                            quoted: false,
+                        },
+                        anchor,
+                        nodes - at,
+                    ))
+                }
                 _ => None,
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map(m, anchor, entries, _)) => Some((
-                    Yaml {
-                        mark: m,
-                        kind: Kind::Map(entries),
-                        quoted: false,
-                    },
-                    anchor,
-                )),
+                Some(Frame::Map(m, anchor, entries, _, at)) => {
+                    nodes += 1;
+                    Some((
+                        Yaml {
+                            mark: m,
+                            kind: Kind::Map(entries),
+                            quoted: false,
+                        },
+                        anchor,
+                        nodes - at,
+                    ))
+                }
                 _ => None,
             },
             _ => None,
         };
-        let Some((node, anchor)) = done else { continue };
+        let Some((node, anchor, size)) = done else {
+            continue;
+        };
+        if nodes > MAX_NODES {
+            return Err(too_many(node.mark));
+        }
         if anchor != 0 {
-            anchors.insert(anchor, node.clone());
+            anchors.insert(anchor, (node.clone(), size));
         }
         match stack.last_mut() {
             None => docs.push(node),
-            Some(Frame::Seq(_, _, items)) => items.push(node),
-            Some(Frame::Map(_, _, entries, pending)) => match pending.take() {
+            Some(Frame::Seq(_, _, items, _)) => items.push(node),
+            Some(Frame::Map(_, _, entries, pending, _)) => match pending.take() {
                 None => *pending = Some(node),
                 Some(key) => entries.push((key, node)),
             },
@@ -283,6 +328,32 @@ mod tests {
             docs[0].get("a").map(|v| &v.kind),
             docs[0].get("b").map(|v| &v.kind)
         );
+    }
+
+    #[test]
+    fn alias_bombs_and_deep_nesting_are_errors() {
+        // Nine levels of ten aliases each: 10^9 nodes if expanded.
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let err = load_documents(&text).expect_err("a bomb");
+        assert!(err.message.contains("more than 200000 nodes"), "{err:?}");
+        assert!(err.mark.line >= 5, "names where it blew up: {err:?}");
+        // Five levels are 111,111 nodes: fine.
+        let five: String = text.lines().take(5).map(|l| format!("{l}\n")).collect();
+        assert!(load_documents(&five).is_ok());
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let err = load_documents(&deep).expect_err("too deep");
+        assert!(err.message.contains("deeper than 128"), "{err:?}");
+        // Deeper still, the parser's own limit stops it first.
+        let deeper = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(load_documents(&deeper).is_err());
+        let ok = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert!(load_documents(&ok).is_ok());
     }
 
     #[test]

@@ -243,6 +243,18 @@ impl FieldTest {
     }
 }
 
+/// Compiled size limit of one regular expression of a rule (the regex crate matches in
+/// time linear in the input whatever the pattern; this bounds the memory a pattern such
+/// as `(a{1000}){1000}` may take at load time).
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Compiles a rule's regular expression within [`REGEX_SIZE_LIMIT`].
+pub(crate) fn bounded_regex(pattern: &str) -> Result<Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+}
+
 /// The regex crate's syntax errors draw the pattern and a caret over several lines;
 /// a rule error is one line, so keep the last line (what is wrong).
 pub fn one_line(e: &regex::Error) -> String {
@@ -514,7 +526,7 @@ fn add_value(
         } else {
             format!("(?{flags}){text}")
         };
-        let r = Regex::new(&pattern).map_err(|e| {
+        let r = bounded_regex(&pattern).map_err(|e| {
             bad(
                 mark,
                 format!("bad regular expression {text:?}: {}", one_line(&e)),

@@ -512,7 +512,7 @@ impl ValueSet {
             }
         }
         re.push('$');
-        let r = Regex::new(&re).map_err(|e| ValueError {
+        let r = super::field::bounded_regex(&re).map_err(|e| ValueError {
             value: re.clone(),
             message: super::field::one_line(&e),
         })?;

@@ -1,0 +1,4 @@
+#![no_main]
+mod samples;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| trailhound::fuzz::record(data, samples::samples()));

@@ -21,6 +21,9 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use simd_json::tape::Value;
+
+use crate::event::path::RootCache;
 use crate::event::{FieldPath, RecordParser, looks_like_record};
 use crate::filter::RecordFilter;
 use crate::pipeline::{self, PipelineConfig};
@@ -44,6 +47,8 @@ fn fuzz_config() -> PipelineConfig {
 pub struct Samples {
     /// One record per element.
     pub records: Vec<Vec<u8>>,
+    /// The same records as NDJSON (the input of a whole run).
+    pub ndjson: Vec<u8>,
     /// The built-in rule pack.
     pub builtin: Arc<RulePack>,
 }
@@ -51,12 +56,17 @@ pub struct Samples {
 impl Samples {
     /// `ndjson` holds one record per line (decompressed).
     pub fn new(ndjson: &[u8], max_records: usize) -> Samples {
-        let records = ndjson
+        let records: Vec<Vec<u8>> = ndjson
             .split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
             .take(max_records)
             .map(<[u8]>::to_vec)
             .collect();
+        let mut joined = Vec::new();
+        for r in &records {
+            joined.extend_from_slice(r);
+            joined.push(b'\n');
+        }
         let opts = LoadOptions {
             builtin: true,
             paths: Vec::new(),
@@ -65,8 +75,58 @@ impl Samples {
             Ok((p, _)) => Arc::new(p),
             Err(e) => panic!("the built-in pack does not load: {e}"),
         };
-        Samples { records, builtin }
+        Samples {
+            records,
+            ndjson: joined,
+            builtin,
+        }
     }
+
+    /// Calls `f` with every sample record parsed.
+    fn each(&self, mut f: impl FnMut(Value<'_, '_>)) {
+        let mut parser = RecordParser::new();
+        for r in &self.records {
+            parser.parse(r, |root| {
+                if let Ok(root) = root {
+                    f(root);
+                }
+            });
+        }
+    }
+}
+
+/// Asserts that the rule index names the same rules as testing every rule of `pack`.
+#[derive(Default)]
+struct IndexAgrees {
+    scratch: Vec<u8>,
+    indexed: Vec<u32>,
+    all: Vec<u32>,
+}
+
+impl IndexAgrees {
+    fn check(&mut self, pack: &RulePack, root: Value<'_, '_>) {
+        pack.evaluate(root, &mut self.scratch, &mut self.indexed);
+        pack.evaluate_unindexed(root, &mut self.all);
+        assert_eq!(
+            self.indexed, self.all,
+            "the rule index and the rules disagree"
+        );
+    }
+}
+
+/// The rules of a rule file, when it is UTF-8 and at least one rule compiles (the
+/// messages of those that do not are rendered, as `rules validate` would).
+fn pack_of(data: &[u8]) -> Option<RulePack> {
+    let text = std::str::from_utf8(data).ok()?;
+    let mut report = LoadReport::default();
+    let pack = RulePack::from_sources(
+        &[(Origin::File("fuzz.yml".into()), text.to_string())],
+        &mut report,
+    );
+    for e in report.errors.iter().chain(&report.warnings) {
+        let _ = e.to_string();
+    }
+    (!pack.rules().is_empty()).then_some(pack)
 }
 
 /// Asserts the accounting invariant of the contracts.
@@ -120,82 +180,39 @@ pub fn record(data: &[u8], s: &Samples) {
             FieldPath::parse(p).ok()
         }
     });
-    let mut parser = RecordParser::new();
-    let mut scratch = Vec::new();
-    let (mut indexed, mut all) = (Vec::new(), Vec::new());
-    parser.parse(rec, |root| {
+    RecordParser::new().parse(rec, |root| {
         let Ok(root) = root else { return };
         let _ = looks_like_record(root);
         if let Some(p) = &path {
             let _ = p.first(root);
-            let mut n = 0usize;
-            let _ = p.for_each(root, &mut |_| {
-                n += 1;
-                std::ops::ControlFlow::Continue(())
-            });
+            let _ = p.for_each(root, &mut |_| std::ops::ControlFlow::Continue(()));
         }
-        s.builtin.evaluate(root, &mut scratch, &mut indexed);
-        s.builtin.evaluate_unindexed(root, &mut all);
-        assert_eq!(indexed, all, "the rule index and the rules disagree");
+        IndexAgrees::default().check(&s.builtin, root);
     });
 }
 
 /// A rule file: loaded (errors are reported, not raised), then every compiled rule is
 /// tested on the sample records, indexed and unindexed.
 pub fn sigma_rule(data: &[u8], s: &Samples) {
-    let Ok(text) = std::str::from_utf8(data) else {
+    let Some(pack) = pack_of(data) else {
         return;
     };
-    let mut report = LoadReport::default();
-    let pack = RulePack::from_sources(
-        &[(Origin::File("fuzz.yml".into()), text.to_string())],
-        &mut report,
-    );
-    for e in report.errors.iter().chain(&report.warnings) {
-        let _ = e.to_string();
-    }
-    if pack.rules().is_empty() {
-        return;
-    }
-    let mut parser = RecordParser::new();
-    let mut scratch = Vec::new();
-    let (mut indexed, mut all) = (Vec::new(), Vec::new());
-    for r in &s.records {
-        parser.parse(r, |root| {
-            if let Ok(root) = root {
-                pack.evaluate(root, &mut scratch, &mut indexed);
-                pack.evaluate_unindexed(root, &mut all);
-                assert_eq!(indexed, all, "the rule index and the rules disagree");
-            }
-        });
-    }
+    let mut agrees = IndexAgrees::default();
+    s.each(|root| agrees.check(&pack, root));
 }
 
 /// A rule file with correlation rules, run end to end (stateful stage included) over
 /// the sample records.
 pub fn correlation(data: &[u8], s: &Samples) {
-    let Ok(text) = std::str::from_utf8(data) else {
+    let Some(pack) = pack_of(data) else {
         return;
     };
-    let mut report = LoadReport::default();
-    let pack = RulePack::from_sources(
-        &[(Origin::File("fuzz.yml".into()), text.to_string())],
-        &mut report,
-    );
-    if pack.rules().is_empty() {
-        return;
-    }
     let Ok(output) = Output::new(Box::new(std::io::sink()), None) else {
         return;
     };
     let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let mut body = Vec::new();
-    for r in &s.records {
-        body.extend_from_slice(r);
-        body.push(b'\n');
-    }
     let mut a = Arrival::local(Input::remote("memory:".into()));
-    a.body = Some(body);
+    a.body = Some(s.ndjson.clone());
     if tx.blocking_send(a).is_err() {
         return;
     }
@@ -227,16 +244,10 @@ pub fn metric_filter(data: &[u8], s: &Samples) {
         return;
     };
     let _ = p.required_event_names();
-    let mut parser = RecordParser::new();
-    for r in &s.records {
-        parser.parse(r, |root| {
-            if let Ok(root) = root {
-                let cache = crate::event::path::RootCache::new(root);
-                let m = p.matches(&cache);
-                let _ = (m, p.explain(&cache));
-            }
-        });
-    }
+    s.each(|root| {
+        let cache = RootCache::new(root);
+        let _ = (p.matches(&cache), p.explain(&cache));
+    });
 }
 
 /// A `filter:` SQL expression, compiled and evaluated on the samples.
@@ -247,15 +258,9 @@ pub fn sql_filter(data: &[u8], s: &Samples) {
     let Ok(f) = RecordFilter::compile(&[text.to_string()]) else {
         return;
     };
-    let mut parser = RecordParser::new();
-    for r in &s.records {
-        parser.parse(r, |root| {
-            if let Ok(root) = root {
-                let cache = crate::event::path::RootCache::new(root);
-                let _ = f.keep(&cache);
-            }
-        });
-    }
+    s.each(|root| {
+        let _ = f.keep(&RootCache::new(root));
+    });
 }
 
 /// A configuration file (with `${VAR}` references, which resolve to nothing).

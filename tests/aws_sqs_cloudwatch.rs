@@ -206,23 +206,6 @@ fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Files under `dir` (recursively) whose name ends with `suffix`.
-fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_ending(&p, suffix));
-        } else if p.to_string_lossy().ends_with(suffix) {
-            out.push(p);
-        }
-    }
-    out
-}
-
 /// `detect` over local copies of the same records: what the daemon must find.
 fn oracle(files: &[PathBuf]) -> common::Output {
     let mut args: Vec<&std::ffi::OsStr> = vec!["--no-record".as_ref()];
@@ -592,7 +575,7 @@ impl ArchiveCase {
         );
         let fetched_at = Instant::now();
         let open = wait_for(Duration::from_secs(10), || {
-            !files_ending(&self.root, ".parquet.tmp").is_empty()
+            !common::files_ending(&self.root, ".parquet.tmp").is_empty()
         });
         assert!(open, "no archive file was opened:\n{}", daemon.stderr());
         (daemon, fetched_at)
@@ -609,8 +592,8 @@ impl ArchiveCase {
         assert_eq!(counter(&stats, "messages_received"), 1, "{stats}");
         assert_eq!(counter(&stats, "messages_deleted"), 1, "{stats}");
         assert_eq!(ops(moto, "DeleteMessage").len(), 1);
-        assert!(files_ending(&self.root, ".parquet.tmp").is_empty());
-        assert_eq!(files_ending(&self.root, ".parquet").len(), 1);
+        assert!(common::files_ending(&self.root, ".parquet.tmp").is_empty());
+        assert_eq!(common::files_ending(&self.root, ".parquet").len(), 1);
         let name = format!("s3://{BUCKET}/{}", self.key);
         let findings = out.findings();
         assert!(!findings.is_empty(), "the stratus records raise findings");
@@ -632,7 +615,7 @@ fn sqs_message_is_not_deleted_before_its_records_are_delivered() {
     let mut deleted_at = None;
     let done = wait_for(Duration::from_secs(30), || {
         let deleted = !ops(&moto, "DeleteMessage").is_empty();
-        let finished = !files_ending(&case.root, ".parquet").is_empty();
+        let finished = !common::files_ending(&case.root, ".parquet").is_empty();
         assert!(
             !deleted || finished,
             "message deleted while its archive file is still open"
@@ -681,7 +664,7 @@ fn sqs_stop_with_an_open_archive_file_finishes_it_then_deletes() {
         ops(&moto, "DeleteMessage").is_empty(),
         "deleted before the file was finished"
     );
-    assert!(files_ending(&case.root, ".parquet").is_empty());
+    assert!(common::files_ending(&case.root, ".parquet").is_empty());
     daemon.assert_running();
     let out = daemon.stop();
     case.check_end(&moto, &out);

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use trailhound::fuzz::{self, Samples};
@@ -21,26 +21,9 @@ fn samples() -> &'static Samples {
     })
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Replays `fuzz/regressions/<target>/*`; returns how many.
 fn regressions(target: &str, f: impl Fn(&[u8])) -> usize {
-    let files = files_under(&common::root().join("fuzz/regressions").join(target));
+    let files = common::files_ending(&common::root().join("fuzz/regressions").join(target), "");
     for p in &files {
         let data = std::fs::read(p).expect("read regression input");
         eprintln!("replaying {}", p.display());
@@ -58,10 +41,11 @@ fn rule_files() -> Vec<PathBuf> {
         "tests/sigma_features",
         "tests/fixtures/rules",
     ] {
-        out.extend(files_under(&root.join(d)).into_iter().filter(|p| {
-            let n = p.to_string_lossy();
-            n.ends_with(".yml") && !n.ends_with(".tests.yml")
-        }));
+        out.extend(
+            common::files_ending(&root.join(d), ".yml")
+                .into_iter()
+                .filter(|p| !p.to_string_lossy().ends_with(".tests.yml")),
+        );
     }
     out
 }
@@ -70,7 +54,7 @@ fn rule_files() -> Vec<PathBuf> {
 fn decode_on_real_objects_and_every_framing() {
     let s = samples();
     regressions("decode", |d| fuzz::decode(d, s));
-    let objects = files_under(&common::s3_layout());
+    let objects = common::files_ending(&common::s3_layout(), "");
     assert!(objects.len() >= 10, "the S3-layout fixture is missing");
     for p in &objects {
         fuzz::decode(&std::fs::read(p).expect("object"), s);
@@ -176,11 +160,9 @@ fn configuration_files() {
     let root = common::root();
     let mut n = 0;
     for d in ["docs/examples", "deploy"] {
-        for p in files_under(&root.join(d)) {
-            if p.extension().is_some_and(|e| e == "yaml") {
-                fuzz::config(&std::fs::read(&p).expect("config"));
-                n += 1;
-            }
+        for p in common::files_ending(&root.join(d), ".yaml") {
+            fuzz::config(&std::fs::read(&p).expect("config"));
+            n += 1;
         }
     }
     assert!(n >= 2, "example configurations missing");

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! - **Batches, not records, cross channels**: a [`Work`] unit is a small file, a group
-//!   of small local files (up to [`GROUP_FILES`] or a chunk's worth of bytes, so thousands
+//!   of small local files (up to 32, `reader::GROUP_FILES`, or a chunk's worth of bytes, so thousands
 //!   of tiny CloudTrail objects cost a few hundred channel hand-offs, not thousands), a
 //!   ~1 MiB chunk of a stream, or an end-of-input marker; a [`Done`] carries one input's
 //!   share of a unit: its rendered findings and dead letters and its counters.

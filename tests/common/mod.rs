@@ -169,6 +169,25 @@ pub fn pretty(raw: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Files under `dir` (recursively) whose name ends with `suffix` (`""`: every file), in
+/// path order; none when `dir` does not exist.
+pub fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_ending(&p, suffix));
+        } else if p.to_string_lossy().ends_with(suffix) {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Writes `bytes` to `dir/rel`, creating the folders.
 pub fn write_file(dir: &Path, rel: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(rel);

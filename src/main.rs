@@ -88,6 +88,12 @@ fn run() -> anyhow::Result<i32> {
 }
 
 fn main() {
+    // A file-size limit (`ulimit -f`) makes writes fail with EFBIG, which the archive
+    // waits out like a full disk, instead of killing the process.
+    // SAFETY: setting a signal's disposition to "ignore" before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let code = match run() {
         Ok(c) => c,
         Err(e) => {

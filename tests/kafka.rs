@@ -127,6 +127,10 @@ impl Daemon {
         (status.code().unwrap_or(-1), stats)
     }
 
+    fn child_running(&mut self) -> std::io::Result<bool> {
+        Ok(self.child.try_wait()?.is_none())
+    }
+
     fn kill9(mut self) {
         self.signal(libc::SIGKILL);
         let _ = self.child.wait();
@@ -774,4 +778,123 @@ fn a_kafka_sink_in_ocsf_keys_its_messages_from_the_native_finding() {
     ids.sort();
     want.sort();
     assert_eq!(ids, want, "the same findings on both sinks");
+}
+
+/// Resident memory of a process, in KiB (from /proc).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The broker of the Kafka sink is down for a minute while records keep arriving on
+/// the source's (another) broker: the daemon stays up, says what is wrong, commits no
+/// source offset past what was delivered, keeps its memory bounded; once the sink's
+/// broker is back every finding is delivered and every offset committed.
+#[test]
+fn a_sink_broker_down_for_a_minute_holds_back_and_recovers() {
+    let (Some(src), Some(sink)) = (Broker::start(), Broker::start()) else {
+        return;
+    };
+    src.create_topic("records", 4);
+    sink.create_topic("findings", 2);
+    let dir = src.scratch();
+    let config = write_config(
+        &dir,
+        "outage.yaml",
+        &format!(
+            "sources:\n  - kafka: {{name: bus, brokers: \"{s}\", topics: [records], group_id: outage, key_field: eventID}}\nsinks:\n  - kafka: {{name: siem, brokers: \"{k}\", topic: findings}}\nstate_dir: {state}\n",
+            s = src.bootstrap,
+            k = sink.bootstrap,
+            state = dir.join("state").display()
+        ),
+    );
+    let rules = every_record_rule();
+    let mut d = Daemon::start(
+        &config,
+        &dir,
+        "d",
+        &["--rules", rules.to_str().expect("utf-8"), "--no-builtin"],
+    );
+    wait_for("partitions assigned", Duration::from_secs(60), || {
+        d.log().contains("partitions assigned")
+    });
+    let recs = records(3000);
+    let (first, second) = recs.split_at(300);
+    src.produce("records", &keyed(first));
+    let got = sink.consume_until(
+        "findings",
+        |m| m.len() >= first.len(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(got.len(), first.len());
+    let committed_total = || -> i64 {
+        common::kafka::committed(&src.bootstrap, "outage", "records", 4)
+            .values()
+            .sum()
+    };
+    sink.kill();
+    let down = Instant::now();
+    src.produce("records", &keyed(second));
+    let mut max_rss = 0;
+    let mut max_committed = 0;
+    while down.elapsed() < Duration::from_secs(60) {
+        assert!(
+            matches!(d.child_running(), Ok(true)),
+            "the daemon exited during the outage:\n{}",
+            d.log()
+        );
+        max_rss = max_rss.max(rss_kib(d.child.id()));
+        max_committed = max_committed.max(committed_total());
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    println!(
+        "outage: max RSS {} MiB, committed offsets at most {max_committed} of {}",
+        max_rss / 1024,
+        recs.len()
+    );
+    assert!(
+        max_committed <= first.len() as i64,
+        "offsets committed past what the down sink delivered: {max_committed}"
+    );
+    assert!(max_rss < 400 * 1024, "RSS {max_rss} KiB during the outage");
+    let log = d.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("kafka sink siem") && l.contains(&sink.port.to_string())),
+        "no message names the sink and its broker:\n{log}"
+    );
+    if let Some(l) = log.lines().find(|l| l.contains("kafka sink siem")) {
+        println!("outage: first message: {l}");
+    }
+    sink.start_again();
+    let back = Instant::now();
+    let want: BTreeSet<String> = recs.iter().map(|(id, _)| id.clone()).collect();
+    let got = sink.consume_until(
+        "findings",
+        |m| distinct(&event_ids(m)) == want,
+        Duration::from_secs(180),
+    );
+    assert_eq!(distinct(&event_ids(&got)), want, "every finding delivered");
+    println!(
+        "outage: every finding delivered {:?} after the broker was back",
+        back.elapsed()
+    );
+    wait_for("every offset committed", Duration::from_secs(60), || {
+        committed_total() == recs.len() as i64
+    });
+    println!(
+        "outage: every offset committed {:?} after the broker was back",
+        back.elapsed()
+    );
+    let (code, stats) = d.stop();
+    assert_eq!(code, 0);
+    assert_accounting(&stats);
+    assert_eq!(stats["records_in"], recs.len() as u64, "{stats}");
 }

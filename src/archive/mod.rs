@@ -21,6 +21,7 @@ pub mod compact;
 pub mod lock;
 pub mod rows;
 pub mod schema;
+pub mod space;
 pub mod writer;
 
 pub use compact::{CompactStats, compact};

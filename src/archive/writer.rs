@@ -10,6 +10,8 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
@@ -18,6 +20,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::schema::schema;
+use super::space::{SpaceWait, retry_on_full};
 
 /// A row group is flushed once its encoded data reach this size, so an open file holds
 /// at most about this much in memory.
@@ -126,7 +129,7 @@ struct OpenFile {
     path: PathBuf,
     /// A second handle to the file, to fsync it after the writer has closed it.
     handle: File,
-    writer: ArrowWriter<File>,
+    writer: ArrowWriter<SpaceWait<File>>,
     opened: Instant,
     rows: u64,
     /// The file's number in this writer (1, 2, …, in opening order).
@@ -142,6 +145,8 @@ pub struct ArchiveWriter {
     seq: u64,
     stamp: String,
     stats: ArchiveStats,
+    /// Ends a wait for disk space ([`super::space`]).
+    stop: Arc<AtomicBool>,
     _instance: super::lock::InstanceLock,
 }
 
@@ -217,8 +222,15 @@ impl ArchiveWriter {
             open: HashMap::new(),
             seq: 0,
             stats,
+            stop: Arc::new(AtomicBool::new(false)),
             _instance: instance,
         })
+    }
+
+    /// A full disk pauses writing until space is back or `stop` is set (the run's
+    /// shutdown flag); see [`super::space`].
+    pub fn stop_waiting_on(&mut self, stop: Arc<AtomicBool>) {
+        self.stop = stop;
     }
 
     fn dir(&self, key: &PartitionKey) -> PathBuf {
@@ -249,16 +261,17 @@ impl ArchiveWriter {
         }
         if !self.open.contains_key(key) {
             let dir = self.dir(key);
-            fs::create_dir_all(&dir).map_err(io(&dir))?;
+            retry_on_full(&dir, &self.stop, || fs::create_dir_all(&dir)).map_err(io(&dir))?;
             let lock =
                 super::lock::PartitionLock::shared(&self.cfg.root, &dir).map_err(io(&dir))?;
             self.seq += 1;
             let name = format!("{}-{:06}.parquet", self.stamp, self.seq);
             let tmp = dir.join(format!(".{name}.tmp"));
             let path = dir.join(name);
-            let file = File::create(&tmp).map_err(io(&tmp))?;
+            let file = retry_on_full(&tmp, &self.stop, || File::create(&tmp)).map_err(io(&tmp))?;
             let handle = file.try_clone().map_err(io(&tmp))?;
             let props = file_properties();
+            let file = SpaceWait::new(file, tmp.clone(), self.stop.clone());
             let writer = ArrowWriter::try_new(file, schema(), Some(props)).map_err(|e| {
                 ArchiveError::Parquet {
                     path: tmp.clone(),

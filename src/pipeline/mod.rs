@@ -455,8 +455,9 @@ pub fn run_live(
     std::thread::scope(|s| {
         // The archive thread: writes batches as they come, finishes files by age, and
         // fires an input's acknowledgement once every file holding its rows is finished.
-        let archive_thread = archive.map(|w| {
+        let archive_thread = archive.map(|mut w| {
             let stop = shutdown.clone();
+            w.stop_waiting_on(stop.clone());
             s.spawn(move || archive_loop(w, &archive_rx, &stop))
         });
         let archive_tx = archive_tx;

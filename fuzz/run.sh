@@ -6,7 +6,8 @@
 #   bash fuzz/run.sh [SECONDS] [TARGET ...]      # default: 30 s each, all targets
 #
 # Env: FUZZ_JOBS (parallel libFuzzer jobs per target, default 1), FUZZ_ARGS (extra
-# libFuzzer flags), FUZZ_REPORT (write the table as JSON there).
+# libFuzzer flags, e.g. -runs=1000000 to stop after a million inputs), FUZZ_REPORT
+# (write the table as JSON there). seconds/execs/s are measured, not the budget.
 # A crash leaves its input in fuzz/artifacts/<target>/ and makes the script exit 1;
 # copy it into fuzz/regressions/<target>/ so `cargo test --test fuzz_regressions`
 # replays it forever.
@@ -32,11 +33,12 @@ echo "fuzz build: $(( $(date +%s) - t0 )) s" >&2
 
 report=()
 failed=0
-printf '%-14s %12s %10s %8s %8s\n' target execs execs/s corpus crashes
+printf '%-14s %8s %12s %10s %8s %8s\n' target seconds execs execs/s corpus crashes
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t" "artifacts/$t"
   log="artifacts/$t.log"
   before=$(find "artifacts/$t" -type f | wc -l)
+  t1=$(date +%s)
   set +e
   cargo fuzz run --sanitizer none -O "$t" "corpus/$t" "seeds/$t" -- \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=1048576 \
@@ -44,6 +46,7 @@ for t in "${targets[@]}"; do
     ${FUZZ_ARGS:-} >"$log" 2>&1
   rc=$?
   set -e
+  took=$(( $(date +%s) - t1 ))
   execs=$(grep -h 'stat::number_of_executed_units' "$log" fuzz-*.log 2>/dev/null | awk '{s+=$2} END {print s+0}')
   rm -f fuzz-*.log
   after=$(find "artifacts/$t" -type f | wc -l)
@@ -54,9 +57,9 @@ for t in "${targets[@]}"; do
     tail -20 "$log" >&2
   fi
   corpus=$(find "corpus/$t" -type f | wc -l)
-  rate=$(( execs / (secs > 0 ? secs : 1) ))
-  printf '%-14s %12s %10s %8s %8s\n' "$t" "$execs" "$rate" "$corpus" "$crashes"
-  report+=("{\"target\":\"$t\",\"seconds\":$secs,\"execs\":$execs,\"corpus\":$corpus,\"crashes\":$crashes}")
+  rate=$(( execs / (took > 0 ? took : 1) ))
+  printf '%-14s %8s %12s %10s %8s %8s\n' "$t" "$took" "$execs" "$rate" "$corpus" "$crashes"
+  report+=("{\"target\":\"$t\",\"seconds\":$took,\"execs\":$execs,\"corpus\":$corpus,\"crashes\":$crashes}")
   [ "$crashes" -gt 0 ] && failed=1
 done
 if [ -n "${FUZZ_REPORT:-}" ]; then

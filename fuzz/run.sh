@@ -31,6 +31,12 @@ t0=$(date +%s)
 cargo fuzz build --sanitizer none -O >&2
 echo "fuzz build: $(( $(date +%s) - t0 )) s" >&2
 
+# -jobs makes libFuzzer write fuzz-<n>.log in the working directory; with one job the
+# output goes straight to the target's log, so two runs of this script may run at once.
+jobs_args=()
+if [ "${FUZZ_JOBS:-1}" -gt 1 ]; then
+  jobs_args=(-jobs="$FUZZ_JOBS" -workers="$FUZZ_JOBS")
+fi
 report=()
 failed=0
 printf '%-14s %8s %12s %10s %8s %8s\n' target seconds execs execs/s corpus crashes
@@ -42,8 +48,7 @@ for t in "${targets[@]}"; do
   set +e
   cargo fuzz run --sanitizer none -O "$t" "corpus/$t" "seeds/$t" -- \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=1048576 \
-    -print_final_stats=1 -jobs="${FUZZ_JOBS:-1}" -workers="${FUZZ_JOBS:-1}" \
-    ${FUZZ_ARGS:-} >"$log" 2>&1
+    -print_final_stats=1 ${jobs_args[@]+"${jobs_args[@]}"} ${FUZZ_ARGS:-} >"$log" 2>&1
   rc=$?
   set -e
   took=$(( $(date +%s) - t1 ))

@@ -27,7 +27,9 @@ fn run(args: &[&std::ffi::OsStr]) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    serde_json::from_str(err.lines().last().expect("stats line")).expect("stats json")
+    let stats = serde_json::from_str(err.lines().last().expect("stats line")).expect("stats json");
+    common::check_accounting(&stats);
+    stats
 }
 
 #[test]

@@ -72,6 +72,7 @@ fn detect_s3(moto: &Moto, url: &str, extra: &[&str]) -> (Value, Vec<Value>) {
     assert!(out.status.success(), "exit {:?}: {err}", out.status.code());
     let stats: Value =
         serde_json::from_str(err.lines().last().expect("stats line")).expect("stats json");
+    common::check_accounting(&stats);
     let findings = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("finding json"))
@@ -391,6 +392,7 @@ fn daemon_stopped_mid_way_resumes_without_loss_or_repeats() {
     }
     let first = stop(child);
     let a: Value = serde_json::from_slice(&std::fs::read(&s1).expect("stats")).expect("json");
+    common::check_accounting(&a);
     let done1 = a["records_in"].as_u64().expect("records_in");
     assert!(done1 > 0, "{a}");
     // Restart: it resumes from the checkpoint; stop once the checkpoint covers all.
@@ -417,6 +419,7 @@ fn daemon_stopped_mid_way_resumes_without_loss_or_repeats() {
     }
     let second = stop(child);
     let b: Value = serde_json::from_slice(&std::fs::read(&s2).expect("stats")).expect("json");
+    common::check_accounting(&b);
     let done2 = b["records_in"].as_u64().expect("records_in");
     assert_eq!(done1 + done2, m.records, "every record once: {a} {b}");
     let mut ids: Vec<&str> = first

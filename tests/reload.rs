@@ -218,6 +218,7 @@ fn detect_on_stdin_reloads_changed_rules_and_rejects_a_broken_set() {
     assert_eq!(f["rule"]["title"], "User created again");
 
     let stats = d.finish();
+    common::check_accounting(&stats);
     assert_eq!(stats["records_in"], 6);
     assert_eq!(stats["accounting_ok"], true);
     assert_eq!(stats["findings"]["total"], 5);
@@ -296,6 +297,7 @@ fn run_keeps_the_state_of_unchanged_correlations_across_a_reload() {
         "two events after the change meet the new threshold"
     );
     let stats = d.finish();
+    common::check_accounting(&stats);
     assert_eq!(stats["records_in"], 6);
     assert_eq!(stats["accounting_ok"], true);
 }

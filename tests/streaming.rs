@@ -2,6 +2,8 @@
 //! input is still open, a signal drains and summarises, and a stalled stdout stops the
 //! reading of stdin (backpressure) instead of growing memory.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -136,6 +138,7 @@ fn sigterm_drains_and_summarises() {
     let stats: serde_json::Value =
         serde_json::from_str(err.lines().last().expect("summary")).expect("stats json");
     assert_eq!(stats["interrupted"], true);
+    common::check_accounting(&stats);
     assert_eq!(stats["records_in"], 3);
     assert_eq!(stats["accounting_ok"], true);
     assert_eq!(stats["findings"]["total"].as_u64(), Some(findings as u64));
@@ -217,6 +220,7 @@ fn stalled_stdout_stops_reading_stdin() {
     assert_eq!(n, total_records);
     let stats: serde_json::Value =
         serde_json::from_str(err.lines().last().expect("summary")).expect("stats json");
+    common::check_accounting(&stats);
     assert_eq!(stats["records_in"].as_u64(), Some(total_records));
     assert_eq!(stats["findings"]["total"].as_u64(), Some(total_records));
 }

@@ -328,22 +328,43 @@ pub fn detect<S: AsRef<OsStr>>(args: &[S], stdin: &[u8]) -> Output {
 }
 
 /// Asserts `records_in = kept + filtered + deduplicated + dead_lettered` and
-/// `accounting_ok`.
+/// `accounting_ok`, for the run and for each of its live sources (`sources[]`), whose
+/// counts add up to the run's.
 pub fn check_accounting(stats: &Value) {
-    let n = |k: &str| {
-        stats[k]
-            .as_u64()
-            .unwrap_or_else(|| panic!("stats.{k} missing: {stats}"))
+    let balanced = |o: &Value, what: &str| -> [u64; 5] {
+        let n = |k: &str| {
+            o[k].as_u64()
+                .unwrap_or_else(|| panic!("{what}.{k} missing: {stats}"))
+        };
+        let c = [
+            n("records_in"),
+            n("records_kept"),
+            n("records_filtered"),
+            n("records_deduplicated"),
+            n("records_dead_lettered"),
+        ];
+        assert_eq!(
+            c[0],
+            c[1] + c[2] + c[3] + c[4],
+            "accounting invariant broken in {what}: {stats}"
+        );
+        assert_eq!(o["accounting_ok"], true, "{what}: {stats}");
+        c
     };
-    assert_eq!(
-        n("records_in"),
-        n("records_kept")
-            + n("records_filtered")
-            + n("records_deduplicated")
-            + n("records_dead_lettered"),
-        "accounting invariant broken: {stats}"
-    );
-    assert_eq!(stats["accounting_ok"], true, "{stats}");
+    let total = balanced(stats, "stats");
+    if let Some(sources) = stats["sources"].as_array().filter(|s| !s.is_empty()) {
+        let mut sum = [0u64; 5];
+        for (i, s) in sources.iter().enumerate() {
+            let c = balanced(s, &format!("sources[{i}]"));
+            for (a, b) in sum.iter_mut().zip(c) {
+                *a += b;
+            }
+        }
+        assert_eq!(
+            sum, total,
+            "the sources' counts do not add up to the run's: {stats}"
+        );
+    }
 }
 
 /// A stats counter.

@@ -52,8 +52,10 @@ for t in "${targets[@]}"; do
   rc=$?
   set -e
   took=$(( $(date +%s) - t1 ))
-  execs=$(grep -h 'stat::number_of_executed_units' "$log" fuzz-*.log 2>/dev/null | awk '{s+=$2} END {print s+0}')
-  rm -f fuzz-*.log
+  logs=("$log")
+  [ ${#jobs_args[@]} -gt 0 ] && logs+=(fuzz-*.log)
+  execs=$( { cat "${logs[@]}" 2>/dev/null || true; } | awk '/stat::number_of_executed_units/ {s+=$2} END {print s+0}')
+  [ ${#jobs_args[@]} -gt 0 ] && rm -f fuzz-*.log
   after=$(find "artifacts/$t" -type f | wc -l)
   crashes=$(( after - before ))
   if [ "$rc" -ne 0 ] && [ "$crashes" -eq 0 ]; then

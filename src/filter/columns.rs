@@ -93,7 +93,12 @@ pub(super) fn resolve(parts: &[&str]) -> Result<Column, Unresolved> {
     let Some(first) = parts.first() else {
         return Err(Unresolved::Unknown(Vec::new()));
     };
-    if first.len() > 3 && first[..3].eq_ignore_ascii_case("tp_") {
+    // `get`: the name may start with a multi-byte character.
+    if first.len() > 3
+        && first
+            .get(..3)
+            .is_some_and(|p| p.eq_ignore_ascii_case("tp_"))
+    {
         return Err(Unresolved::Tailpipe);
     }
     let mut cols = record_columns();

@@ -797,3 +797,14 @@ fn filter_never_panics_on_odd_input() {
     }
     assert!(compiled > 100, "only {compiled} mutants compiled");
 }
+
+#[test]
+fn filter_identifiers_starting_with_multibyte_characters_are_unknown_columns() {
+    // Found by the `sql_filter` fuzz target: a name whose third byte falls inside a
+    // character was sliced there.
+    for name in ["ؒؒ", "tpé_x", "日本語"] {
+        assert_error(&format!("{name} = 'x'"), &["filter 1", "unknown column"]);
+    }
+    // Not an identifier at all: a syntax error naming where.
+    assert_error("t€ = 'x'", &["filter 1", "line 1 column 2"]);
+}

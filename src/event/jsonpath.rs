@@ -152,8 +152,60 @@ fn exact<'t, 'i>(mut v: Value<'t, 'i>, steps: &[Step]) -> Option<Value<'t, 'i>> 
     Some(v)
 }
 
+/// The longest selector accepted, in bytes.
+pub const MAX_LEN: usize = 1024;
+
+/// The deepest nesting of brackets and parentheses accepted. `jsonpath-rust`'s parser
+/// backtracks: its time doubles with each level beyond about 20 (a fuzzed selector
+/// nesting 48 filters took 13 s), while real selectors nest two or three.
+pub const MAX_NESTING: usize = 16;
+
+/// How deep `[` and `(` nest outside quoted names and strings.
+fn nesting(text: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut quote: Option<u8> = None;
+    let mut escaped = false;
+    for &b in text.as_bytes() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == q {
+                    quote = None;
+                }
+            }
+            None => match b {
+                b'\'' | b'"' => quote = Some(b),
+                b'[' | b'(' => {
+                    depth += 1;
+                    max = max.max(depth);
+                }
+                b']' | b')' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    max
+}
+
 /// Compiles a `$`-selector: a plain [`FieldPath`] when it can be one.
 pub fn compile(text: &str) -> Result<FieldPath, PathError> {
+    let bounded = if text.len() > MAX_LEN {
+        Err(format!("is {} bytes long; at most {MAX_LEN}", text.len()))
+    } else {
+        match nesting(text) {
+            n if n > MAX_NESTING => Err(format!(
+                "nests brackets and parentheses {n} deep; at most {MAX_NESTING}"
+            )),
+            _ => Ok(()),
+        }
+    };
+    bounded.map_err(|message| PathError::JsonPath {
+        path: text.chars().take(80).collect(),
+        message,
+    })?;
     let query = jsonpath_rust::parser::parse_json_path(text).map_err(|e| PathError::JsonPath {
         path: text.into(),
         message: e.to_string(),
@@ -257,6 +309,32 @@ mod tests {
     }
 
     const SG: &str = r#"{"eventName":"AuthorizeSecurityGroupIngress","requestParameters":{"groupId":"sg-1","ipPermissions":{"items":[{"ipProtocol":"tcp","ipRanges":{"items":[{"cidrIp":"0.0.0.0/0"},{"cidrIp":"10.0.0.0/8"}]}},{"ipProtocol":"udp","ipRanges":{"items":[{"cidrIp":"192.168.0.0/16"}]}}]}},"resources":[{"ARN":"arn:a"},{"ARN":"arn:b"}]}"#;
+
+    #[test]
+    fn selectors_nesting_too_deep_or_too_long_are_errors() {
+        // Found by the `record` fuzz target: 48 nested filters took 13 s to parse.
+        let deep = format!("$.a{}", "[?nin($.b".repeat(30));
+        let e = compile(&deep).expect_err("too deep").to_string();
+        assert!(
+            e.contains("nests brackets and parentheses 60 deep; at most 16"),
+            "{e}"
+        );
+        let long = format!("$.{}", "a".repeat(MAX_LEN));
+        let e = compile(&long).expect_err("too long").to_string();
+        assert!(e.contains("1026 bytes long; at most 1024"), "{e}");
+        // Brackets inside quoted names do not count; real selectors stay well inside.
+        assert_eq!(nesting("$['a[[[[(((']"), 1);
+        assert_eq!(nesting(r#"$[?@.x == "]]]\"[[[["]"#), 1);
+        assert!(compile("$.resources[?@.type == 'AWS::S3::Object' && length(@.ARN) > 3]").is_ok());
+        let sixteen = format!("$.a{}{}", "[?(".repeat(8), ")]".repeat(8));
+        assert_eq!(nesting(&sixteen), 16);
+        // (Not valid JSONPath either way; only the depth check must let it through.)
+        let e = compile(&sixteen)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(!e.contains("nests"), "{e}");
+    }
 
     #[test]
     fn simple_selectors_become_plain_paths() {

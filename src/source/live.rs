@@ -375,6 +375,9 @@ async fn run_one(
                 b.enable_steady_tick(Duration::from_millis(200));
                 b
             });
+            // Whether a pass has listed everything once: until then every pass lists
+            // the whole range, so a first pass cut short by an outage loses no day.
+            let mut listed_once = false;
             loop {
                 let r = s3::pass(
                     reader.clone(),
@@ -387,21 +390,32 @@ async fn run_one(
                 )
                 .await;
                 progress.save();
-                if let Err(e) = r {
-                    if !opts.follow {
-                        return Err(e);
+                match r {
+                    Ok(()) => listed_once = true,
+                    Err(e) if !opts.follow => return Err(e),
+                    Err(e) => {
+                        tracing::error!(source = %name, "{e}; listing again in {}s", every.as_secs())
                     }
-                    tracing::error!(source = %name, "{e}; listing again in {}s", every.as_secs());
+                }
+                let failed = progress.failed_count();
+                if opts.follow && failed > 0 && !*stop.borrow() {
+                    tracing::warn!(
+                        source = %name,
+                        "{failed} object(s) could not be fetched; fetching them again in {}s",
+                        every.as_secs()
+                    );
                 }
                 if !opts.follow || *stop.borrow() {
                     break;
                 }
                 let now = crate::archive::now_micros();
-                if filters
-                    .range
-                    .is_some_and(|(_, until)| until.saturating_add(3_600_000_000) < now)
+                if failed == 0
+                    && filters
+                        .range
+                        .is_some_and(|(_, until)| until.saturating_add(3_600_000_000) < now)
                 {
-                    // The range ended over an hour ago: no new object can belong to it.
+                    // The range ended over an hour ago: no new object can belong to it
+                    // (objects that failed are fetched again first).
                     tracing::info!(source = %name, "range complete; not polling");
                     break;
                 }
@@ -411,6 +425,9 @@ async fn run_one(
                 }
                 // Later passes list yesterday and today only: older days were listed
                 // completely by the first pass and their checkpoints hold.
+                if !listed_once {
+                    continue;
+                }
                 let today = crate::archive::now_micros().div_euclid(86_400_000_000);
                 let (first, last) = filters.days.unwrap_or((today - 1, today));
                 filters.days = Some((first.max(today - 1), last.max(today)));

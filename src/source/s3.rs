@@ -22,7 +22,7 @@
 //! pipeline acknowledged; a restart lists with `start-after` that key. An object that
 //! failed stops its prefix's checkpoint there, so it is fetched again next time.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -142,6 +142,9 @@ struct Track {
     queues: HashMap<String, VecDeque<(String, bool)>>,
     /// Per prefix, the last key handed out (a later pass starts after it).
     issued: HashMap<String, String>,
+    /// Objects that could not be fetched, as (prefix, key): a later pass fetches them
+    /// again before it lists.
+    failed: BTreeSet<(String, String)>,
 }
 
 /// What the source has done, shared with the acknowledgements.
@@ -176,12 +179,38 @@ impl Progress {
 
     fn issue(&self, prefix: &str, key: &str) {
         if let Ok(mut t) = self.track.lock() {
-            t.queues
-                .entry(prefix.to_string())
-                .or_default()
-                .push_back((key.to_string(), false));
-            t.issued.insert(prefix.to_string(), key.to_string());
+            let q = t.queues.entry(prefix.to_string()).or_default();
+            // A failed object fetched again keeps its place in the queue.
+            if !q.iter().any(|(k, _)| k == key) {
+                q.push_back((key.to_string(), false));
+            }
+            let later = t.issued.get(prefix).is_none_or(|i| i.as_str() < key);
+            if later {
+                t.issued.insert(prefix.to_string(), key.to_string());
+            }
         }
+    }
+
+    /// An issued object could not be fetched: it stays unacknowledged (the prefix's
+    /// checkpoint stops before it) and the next pass fetches it again.
+    fn fail(&self, prefix: &str, key: &str) {
+        if let Ok(mut t) = self.track.lock() {
+            t.failed.insert((prefix.to_string(), key.to_string()));
+        }
+    }
+
+    /// The failed objects to fetch again, in key order; they are forgotten until they
+    /// fail again.
+    fn take_failed(&self) -> Vec<(String, String)> {
+        self.track
+            .lock()
+            .map(|mut t| std::mem::take(&mut t.failed).into_iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// Objects that failed and have not been fetched again yet.
+    pub fn failed_count(&self) -> usize {
+        self.track.lock().map(|t| t.failed.len()).unwrap_or(0)
     }
 
     fn ack(&self, prefix: &str, key: &str) {
@@ -468,6 +497,16 @@ pub async fn pass(
         let filters = filters.clone();
         let stop = stop.clone();
         async move {
+            // What failed in an earlier pass goes first (its prefix may no longer be
+            // listed: later passes list only the last two days).
+            for (leaf, key) in progress.take_failed() {
+                if *stop.borrow() {
+                    return Ok(());
+                }
+                if ktx.send((leaf, key)).await.is_err() {
+                    return Ok(());
+                }
+            }
             for leaf in leaves {
                 let mut token = None;
                 let start_after = progress.start_after(&leaf);
@@ -538,15 +577,19 @@ pub async fn pass(
                         break;
                     }
                     let name = format!("s3://{}/{key}", reader.bucket);
-                    // A failed object is issued too and never acknowledged: its prefix's
-                    // checkpoint stops before it, so it is fetched again next time.
+                    // A failed object is issued too and not acknowledged: its prefix's
+                    // checkpoint stops before it, the next pass (`run`) fetches it again,
+                    // and a restart lists it again.
                     progress.issue(&leaf, &key);
                     let arrival = match r {
                         Ok(body) => {
                             let p = progress.clone();
                             Arrival::fetched(name, body, Ack::new(move || p.ack(&leaf, &key)))
                         }
-                        Err(e) => Arrival::failed(name, e),
+                        Err(e) => {
+                            progress.fail(&leaf, &key);
+                            Arrival::failed(name, e)
+                        }
                     };
                     if let Some(b) = bar {
                         b.inc(1);
@@ -562,24 +605,70 @@ pub async fn pass(
 }
 
 /// One object's bytes (GetObject, body read whole); the error is one line.
+///
+/// The SDK retries a request until its response head arrives; a body cut off after
+/// that (a connection reset mid-object) is not retried by it. Such a read is retried
+/// here with the connection's retry settings (`max_error_retry_attempts` in all,
+/// backoff from `min_error_retry_delay`, doubling), so a transient reset does not fail
+/// the object.
 pub async fn get_object(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
 ) -> Result<Vec<u8>, String> {
-    let r = client
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| describe(&e))?;
-    let body = r
-        .body
-        .collect()
-        .await
-        .map_err(|e| format!("reading the object: {e}"))?;
-    Ok(body.into_bytes().to_vec())
+    let (attempts, backoff) = body_retry(client.config().retry_config());
+    let mut attempt = 1u32;
+    loop {
+        let r = client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        match r.body.collect().await {
+            Ok(body) => return Ok(body.into_bytes().to_vec()),
+            Err(e) if attempt < attempts => {
+                let wait = backoff.saturating_mul(1 << (attempt - 1).min(16));
+                tracing::warn!(
+                    "s3://{bucket}/{key}: reading the object: {} (attempt {attempt} of {attempts}; retrying in {}ms)",
+                    error_chain(&e),
+                    wait.as_millis()
+                );
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "reading the object: {} (after {attempts} attempts)",
+                    error_chain(&e)
+                ));
+            }
+        }
+    }
+}
+
+/// Attempts in all and the first backoff for re-reading a body that broke off: the
+/// connection's retry settings, else the SDK's standard ones (3 attempts, 1 s).
+fn body_retry(c: Option<&aws_sdk_s3::config::retry::RetryConfig>) -> (u32, Duration) {
+    match c {
+        Some(c) => (c.max_attempts().max(1), c.initial_backoff()),
+        None => (3, Duration::from_secs(1)),
+    }
+}
+
+/// An error and its sources, each once, `: `-separated.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
 }
 
 async fn fetch(reader: &S3Reader, key: &str) -> Result<Vec<u8>, String> {
@@ -723,6 +812,43 @@ mod tests {
         assert_eq!(c.prefix, "AWSLogs/1/CloudTrail/us-east-1/2024/12/01/");
         assert!(from_url("s3:///x").is_err());
         assert!(from_url("/tmp/x").is_err());
+    }
+
+    #[test]
+    fn a_failed_object_is_fetched_again_in_its_place() {
+        let p = Progress::load("t", Checkpoints::new(None)).expect("progress");
+        for k in ["a1", "a2", "a3"] {
+            p.issue("A/", k);
+        }
+        p.fail("A/", "a2");
+        p.ack("A/", "a1");
+        p.ack("A/", "a3");
+        assert_eq!(
+            p.snapshot().done.get("A/").map(String::as_str),
+            Some("a1"),
+            "the checkpoint stops before the failed object"
+        );
+        assert_eq!(p.failed_count(), 1);
+        let again = p.take_failed();
+        assert_eq!(again, [("A/".to_string(), "a2".to_string())]);
+        assert_eq!(p.failed_count(), 0);
+        // Fetched again: issued in its old place, the listing does not go back.
+        p.issue("A/", "a2");
+        assert_eq!(p.start_after("A/").as_deref(), Some("a3"));
+        p.ack("A/", "a2");
+        assert_eq!(p.snapshot().done.get("A/").map(String::as_str), Some("a3"));
+    }
+
+    #[test]
+    fn body_retry_follows_the_connection() {
+        use aws_sdk_s3::config::retry::RetryConfig;
+        let c = RetryConfig::standard()
+            .with_max_attempts(5)
+            .with_initial_backoff(Duration::from_millis(10));
+        assert_eq!(body_retry(Some(&c)), (5, Duration::from_millis(10)));
+        assert_eq!(body_retry(None), (3, Duration::from_secs(1)));
+        let once = RetryConfig::standard().with_max_attempts(1);
+        assert_eq!(body_retry(Some(&once)).0, 1);
     }
 
     #[test]

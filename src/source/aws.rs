@@ -197,7 +197,12 @@ where
         SdkError::TimeoutError(_) => "request timed out".into(),
         SdkError::DispatchFailure(d) => {
             if d.is_io() {
-                "connection failed (I/O error)".into()
+                // The OS's or the HTTP client's words (`Connection reset by peer`,
+                // `Connection refused`) tell a reset from a refused connection.
+                match io_cause(e) {
+                    Some(cause) => format!("connection failed (I/O error): {cause}"),
+                    None => "connection failed (I/O error)".into(),
+                }
             } else if d.is_timeout() {
                 "connection timed out".into()
             } else {
@@ -208,6 +213,31 @@ where
         SdkError::ConstructionFailure(_) => format!("request could not be built: {}", chain(e)),
         _ => "request failed".into(),
     }
+}
+
+/// Whether the service refused this request for lack of permission (`AccessDenied`):
+/// a bucket policy or role may deny one prefix and allow the others, so the reader
+/// goes on with the other prefixes. Every other error (throttling, 5xx, connection
+/// failures, a missing bucket, bad credentials) concerns the whole service or bucket.
+pub fn access_denied<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata,
+{
+    matches!(e, aws_sdk_s3::error::SdkError::ServiceError(se) if se.err().code() == Some("AccessDenied"))
+}
+
+/// The innermost I/O error among an error's sources, as text (an OS error or the HTTP
+/// client's own words; never request details).
+fn io_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut found = None;
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            found = Some(io.to_string());
+        }
+        cur = err.source();
+    }
+    found
 }
 
 /// An error and its sources, each once, `: `-separated (no Debug output, which can
@@ -242,6 +272,70 @@ mod tests {
         let d = format!("{c:?}");
         assert!(!d.contains("AKIAEXAMPLEKEY") && !d.contains("wJalr") && !d.contains("tok\""));
         assert!(d.contains("<redacted>") && d.contains("role/r"));
+    }
+
+    #[test]
+    fn a_connection_failure_names_its_cause() {
+        use aws_sdk_s3::config::http::HttpResponse;
+        use aws_sdk_s3::error::{ConnectorError, SdkError};
+        use aws_sdk_s3::operation::get_object::GetObjectError;
+        let io = |kind, text: &str| {
+            SdkError::<GetObjectError, HttpResponse>::dispatch_failure(ConnectorError::io(
+                Box::new(std::io::Error::new(kind, text.to_string())),
+            ))
+        };
+        assert_eq!(
+            describe(&io(
+                std::io::ErrorKind::ConnectionReset,
+                "Connection reset by peer"
+            )),
+            "connection failed (I/O error): Connection reset by peer"
+        );
+        assert_eq!(
+            describe(&io(
+                std::io::ErrorKind::ConnectionRefused,
+                "Connection refused"
+            )),
+            "connection failed (I/O error): Connection refused"
+        );
+        let opaque = SdkError::<GetObjectError, HttpResponse>::dispatch_failure(
+            ConnectorError::io("no I/O error inside".into()),
+        );
+        assert_eq!(describe(&opaque), "connection failed (I/O error)");
+    }
+
+    #[test]
+    fn only_access_denied_is_a_refusal_of_one_prefix() {
+        use aws_sdk_s3::config::http::HttpResponse;
+        use aws_sdk_s3::error::{ConnectorError, ErrorMetadata, SdkError};
+        use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Error;
+        use aws_sdk_s3::primitives::SdkBody;
+        let service = |status: u16, code: &str| {
+            let raw = HttpResponse::new(status.try_into().expect("status"), SdkBody::empty());
+            let err = ListObjectsV2Error::generic(
+                ErrorMetadata::builder()
+                    .code(code)
+                    .message("from the service")
+                    .build(),
+            );
+            SdkError::service_error(err, raw)
+        };
+        let denied = service(403, "AccessDenied");
+        assert!(access_denied(&denied));
+        assert_eq!(describe(&denied), "AccessDenied: from the service");
+        for (status, code) in [
+            (503, "SlowDown"),
+            (500, "InternalError"),
+            (404, "NoSuchBucket"),
+            (403, "InvalidAccessKeyId"),
+            (400, "ExpiredToken"),
+        ] {
+            assert!(!access_denied(&service(status, code)), "{code}");
+        }
+        let io = SdkError::<ListObjectsV2Error, HttpResponse>::dispatch_failure(
+            ConnectorError::io("reset".into()),
+        );
+        assert!(!access_denied(&io));
     }
 
     #[test]

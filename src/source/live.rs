@@ -204,6 +204,23 @@ pub struct SourceReport {
 
 type Finalizer = Box<dyn FnOnce() -> serde_json::Value + Send>;
 
+/// A source that stopped with an error. `finish`, when the source has one, still runs
+/// once the pipeline has drained: it saves what the pipeline acknowledged after the
+/// error (so the next run does not read it again) and gives the counters.
+struct Failure {
+    error: String,
+    finish: Option<Finalizer>,
+}
+
+impl From<String> for Failure {
+    fn from(error: String) -> Self {
+        Failure {
+            error,
+            finish: None,
+        }
+    }
+}
+
 /// Running live sources.
 pub struct Live {
     rx: Option<mpsc::Receiver<Arrival>>,
@@ -273,7 +290,7 @@ pub fn start(
                     tasks.push(tokio::spawn(async move {
                         let r = match conn {
                             Ok(conn) => run_one(src, &name, conn, tx, stop, &opts).await,
-                            Err(e) => Err(e),
+                            Err(e) => Err(Failure::from(e)),
                         };
                         (name, kind, r)
                     }));
@@ -295,13 +312,13 @@ pub fn start(
                             error: None,
                             stats: fin(),
                         },
-                        Err(e) => {
-                            tracing::error!(source = %name, "source stopped: {e}");
+                        Err(Failure { error, finish }) => {
+                            tracing::error!(source = %name, "source stopped: {error}");
                             SourceReport {
                                 name,
                                 kind,
-                                error: Some(e),
-                                stats: serde_json::Value::Null,
+                                error: Some(error),
+                                stats: finish.map_or(serde_json::Value::Null, |f| f()),
                             }
                         }
                     })
@@ -338,7 +355,7 @@ async fn run_one(
     out: mpsc::Sender<Arrival>,
     mut stop: watch::Receiver<bool>,
     opts: &LiveOptions,
-) -> Result<Finalizer, String> {
+) -> Result<Finalizer, Failure> {
     let tx = forwarder(name, out);
     match src {
         SourceConfig::Stdin(_) => {
@@ -375,6 +392,24 @@ async fn run_one(
                 b.enable_steady_tick(Duration::from_millis(200));
                 b
             });
+            // Saves the checkpoint and gives the counters once the pipeline has drained,
+            // whether the source ends or fails.
+            let finish = {
+                let progress = progress.clone();
+                let stats = reader.stats.clone();
+                move || {
+                    progress.save();
+                    let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+                    serde_json::json!({
+                        "list_requests": g(&stats.list_requests),
+                        "objects_listed": g(&stats.objects_listed),
+                        "objects_pruned": g(&stats.objects_pruned),
+                        "objects_fetched": g(&stats.objects_fetched),
+                        "objects_failed": g(&stats.objects_failed),
+                        "bytes_fetched": g(&stats.bytes_fetched),
+                    })
+                }
+            };
             // Whether a pass has listed everything once: until then every pass lists
             // the whole range, so a first pass cut short by an outage loses no day.
             let mut listed_once = false;
@@ -392,7 +427,15 @@ async fn run_one(
                 progress.save();
                 match r {
                     Ok(()) => listed_once = true,
-                    Err(e) if !opts.follow => return Err(e),
+                    Err(error) if !opts.follow => {
+                        if let Some(b) = &bar {
+                            b.finish_and_clear();
+                        }
+                        return Err(Failure {
+                            error,
+                            finish: Some(Box::new(finish)),
+                        });
+                    }
                     Err(e) => {
                         tracing::error!(source = %name, "{e}; listing again in {}s", every.as_secs())
                     }
@@ -441,19 +484,7 @@ async fn run_one(
             if let Some(b) = &bar {
                 b.finish_and_clear();
             }
-            let stats = reader.stats.clone();
-            Ok(Box::new(move || {
-                progress.save();
-                let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-                serde_json::json!({
-                    "list_requests": g(&stats.list_requests),
-                    "objects_listed": g(&stats.objects_listed),
-                    "objects_pruned": g(&stats.objects_pruned),
-                    "objects_fetched": g(&stats.objects_fetched),
-                    "objects_failed": g(&stats.objects_failed),
-                    "bytes_fetched": g(&stats.bytes_fetched),
-                })
-            }))
+            Ok(Box::new(finish))
         }
         SourceConfig::Sqs(c) => {
             let sdk = conn.load().await.map_err(|e| e.to_string())?;

@@ -21,6 +21,11 @@
 //! **Checkpoint.** Per leaf prefix, the last key of the unbroken run of objects the
 //! pipeline acknowledged; a restart lists with `start-after` that key. An object that
 //! failed stops its prefix's checkpoint there, so it is fetched again next time.
+//!
+//! **Failed listings.** A listing the service denies (`AccessDenied`: a policy may deny
+//! one account's or one day's prefix) is skipped, its prefix gets no checkpoint, the
+//! other prefixes are read, and the pass then fails naming it. Any other failed
+//! listing (throttling, 5xx, no connection) ends the pass where it is.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,7 +36,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use super::aws::{ConnectionRef, describe};
+use super::aws::{ConnectionRef, access_denied, describe};
 use super::checkpoint::Checkpoints;
 use super::{Ack, Arrival};
 
@@ -252,6 +257,57 @@ impl Progress {
     }
 }
 
+/// A listing that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("s3://{bucket}/{prefix}: listing: {message}")]
+pub struct ListError {
+    /// The bucket.
+    pub bucket: String,
+    /// The prefix listed.
+    pub prefix: String,
+    /// The service's code and message, or the transport failure.
+    pub message: String,
+    /// The service denied access (`AccessDenied`): the other prefixes are listed on.
+    pub denied: bool,
+}
+
+impl ListError {
+    fn new<E, R>(bucket: &str, prefix: &str, e: &aws_sdk_s3::error::SdkError<E, R>) -> Self
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        ListError {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+            message: describe(e),
+            denied: access_denied(e),
+        }
+    }
+}
+
+/// How many denied listings [`denied_summary`] names.
+const DENIED_SHOWN: usize = 5;
+
+/// One line for the listings a pass could not make because access was denied: how
+/// many, the first few with their error, and that their objects were not read.
+fn denied_summary(denied: &[ListError]) -> String {
+    let shown: Vec<String> = denied
+        .iter()
+        .take(DENIED_SHOWN)
+        .map(ToString::to_string)
+        .collect();
+    let mut s = format!(
+        "{} listing(s) denied, their objects not read: {}",
+        denied.len(),
+        shown.join("; ")
+    );
+    if denied.len() > DENIED_SHOWN {
+        s.push_str(&format!("; and {} more", denied.len() - DENIED_SHOWN));
+    }
+    s
+}
+
 /// Lists and fetches; one per source.
 pub struct S3Reader {
     client: aws_sdk_s3::Client,
@@ -271,7 +327,7 @@ impl S3Reader {
     }
 
     /// The next level under `prefix` (one delimiter listing, all pages).
-    async fn children(&self, prefix: &str) -> Result<Vec<String>, String> {
+    async fn children(&self, prefix: &str) -> Result<Vec<String>, ListError> {
         let mut out = Vec::new();
         let mut token = None;
         loop {
@@ -285,7 +341,7 @@ impl S3Reader {
                 .set_continuation_token(token)
                 .send()
                 .await
-                .map_err(|e| format!("s3://{}/{prefix}: listing: {}", self.bucket, describe(&e)))?;
+                .map_err(|e| ListError::new(&self.bucket, prefix, &e))?;
             for cp in r.common_prefixes() {
                 if let Some(p) = cp.prefix() {
                     out.push(p.to_string());
@@ -299,13 +355,32 @@ impl S3Reader {
         Ok(out)
     }
 
-    /// Every prefix the layout leads to under `base`, in key order.
+    /// `children`, except that a listing the service denies is added to `denied` and
+    /// has no children: the walk goes on with the other prefixes.
+    async fn children_or_denied(
+        &self,
+        prefix: &str,
+        denied: &mut Vec<ListError>,
+    ) -> Result<Vec<String>, ListError> {
+        match self.children(prefix).await {
+            Err(e) if e.denied => {
+                denied.push(e);
+                Ok(Vec::new())
+            }
+            r => r,
+        }
+    }
+
+    /// Every prefix the layout leads to under `base`, in key order, and the listings
+    /// the service denied (`AccessDenied`), whose subtrees are left out. Any other
+    /// failed listing fails the walk.
     pub async fn leaf_prefixes(
         &self,
         base: &str,
         layout: &[Segment],
         f: &Filters,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<(Vec<String>, Vec<ListError>), ListError> {
+        let mut denied = Vec::new();
         let mut frontier = vec![base.to_string()];
         let mut i = 0;
         while i < layout.len() {
@@ -348,11 +423,11 @@ impl S3Reader {
                 Segment::Var(v) => {
                     let mut next = Vec::new();
                     for p in &frontier {
-                        for child in self.children(p).await? {
+                        for child in self.children_or_denied(p, &mut denied).await? {
                             let name = child[p.len()..].trim_end_matches('/');
                             if v == "account_id" && name.starts_with("o-") {
                                 // An organization trail: accounts are one level down.
-                                for acct in self.children(&child).await? {
+                                for acct in self.children_or_denied(&child, &mut denied).await? {
                                     let a = acct[child.len()..].trim_end_matches('/');
                                     if f.accepts_account(a) {
                                         next.push(acct.clone());
@@ -369,7 +444,7 @@ impl S3Reader {
             }
             i += 1;
         }
-        Ok(frontier)
+        Ok((frontier, denied))
     }
 }
 
@@ -471,7 +546,9 @@ fn is_log_object(key: &str) -> bool {
 
 /// One pass over the source: list the layout's prefixes, fetch what is new, hand it to
 /// the pipeline in order. Returns when everything listed has been handed over, or on
-/// shutdown.
+/// shutdown. A prefix whose listing is denied (`AccessDenied`) is skipped and the other
+/// prefixes are read; the pass then fails naming it. Any other failed listing ends
+/// the pass there (the service is failing: throttling, 5xx, no connection).
 #[allow(clippy::too_many_arguments)]
 pub async fn pass(
     reader: Arc<S3Reader>,
@@ -488,7 +565,10 @@ pub async fn pass(
         None => parse_layout(DEFAULT_LAYOUT)?,
     };
     let base = cfg.prefix.clone();
-    let leaves = reader.leaf_prefixes(&base, &layout, filters).await?;
+    let (leaves, mut denied) = reader
+        .leaf_prefixes(&base, &layout, filters)
+        .await
+        .map_err(|e| e.to_string())?;
     tracing::debug!(bucket = %reader.bucket, prefixes = leaves.len(), "prefixes to list");
     let (ktx, krx) = mpsc::channel::<(String, String)>(1024);
     let lister = {
@@ -499,20 +579,21 @@ pub async fn pass(
         async move {
             // What failed in an earlier pass goes first (its prefix may no longer be
             // listed: later passes list only the last two days).
+            let mut denied = Vec::new();
             for (leaf, key) in progress.take_failed() {
                 if *stop.borrow() {
-                    return Ok(());
+                    return Ok(denied);
                 }
                 if ktx.send((leaf, key)).await.is_err() {
-                    return Ok(());
+                    return Ok(denied);
                 }
             }
-            for leaf in leaves {
+            'leaves: for leaf in leaves {
                 let mut token = None;
                 let start_after = progress.start_after(&leaf);
                 loop {
                     if *stop.borrow() {
-                        return Ok(());
+                        return Ok(denied);
                     }
                     reader.stats.list_requests.fetch_add(1, Ordering::Relaxed);
                     let r = reader
@@ -523,10 +604,18 @@ pub async fn pass(
                         .set_start_after(start_after.clone())
                         .set_continuation_token(token)
                         .send()
-                        .await
-                        .map_err(|e| {
-                            format!("s3://{}/{leaf}: listing: {}", reader.bucket, describe(&e))
-                        })?;
+                        .await;
+                    let r = match r {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let e = ListError::new(&reader.bucket, &leaf, &e);
+                            if !e.denied {
+                                return Err(e.to_string());
+                            }
+                            denied.push(e);
+                            continue 'leaves;
+                        }
+                    };
                     for o in r.contents() {
                         let Some(key) = o.key() else { continue };
                         if !is_log_object(key) {
@@ -538,7 +627,7 @@ pub async fn pass(
                         }
                         reader.stats.objects_listed.fetch_add(1, Ordering::Relaxed);
                         if ktx.send((leaf.clone(), key.to_string())).await.is_err() {
-                            return Ok(());
+                            return Ok(denied);
                         }
                     }
                     token = r.next_continuation_token().map(str::to_string);
@@ -547,7 +636,7 @@ pub async fn pass(
                     }
                 }
             }
-            Ok::<(), String>(())
+            Ok::<Vec<ListError>, String>(denied)
         }
     };
     let fetcher =
@@ -601,7 +690,12 @@ pub async fn pass(
             }
         };
     let (listed, ()) = tokio::join!(lister, fetcher);
-    listed
+    denied.extend(listed?);
+    if denied.is_empty() {
+        Ok(())
+    } else {
+        Err(denied_summary(&denied))
+    }
 }
 
 /// One object's bytes (GetObject, body read whole); the error is one line.
@@ -812,6 +906,30 @@ mod tests {
         assert_eq!(c.prefix, "AWSLogs/1/CloudTrail/us-east-1/2024/12/01/");
         assert!(from_url("s3:///x").is_err());
         assert!(from_url("/tmp/x").is_err());
+    }
+
+    #[test]
+    fn denied_listings_are_summed_up_by_prefix() {
+        let denied = |i: usize| ListError {
+            bucket: "trail".into(),
+            prefix: format!("AWSLogs/{i}/"),
+            message: "AccessDenied: Access Denied".into(),
+            denied: true,
+        };
+        assert_eq!(
+            denied(1).to_string(),
+            "s3://trail/AWSLogs/1/: listing: AccessDenied: Access Denied"
+        );
+        let two: Vec<ListError> = (1..=2).map(denied).collect();
+        assert_eq!(
+            denied_summary(&two),
+            "2 listing(s) denied, their objects not read: s3://trail/AWSLogs/1/: listing: AccessDenied: Access Denied; s3://trail/AWSLogs/2/: listing: AccessDenied: Access Denied"
+        );
+        let many: Vec<ListError> = (1..=8).map(denied).collect();
+        let s = denied_summary(&many);
+        assert!(s.starts_with("8 listing(s) denied"), "{s}");
+        assert!(s.contains("AWSLogs/5/") && !s.contains("AWSLogs/6/"), "{s}");
+        assert!(s.ends_with("; and 3 more"), "{s}");
     }
 
     #[test]

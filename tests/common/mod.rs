@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+pub mod fault_proxy;
 pub mod kafka;
 pub mod moto;
 

@@ -122,6 +122,28 @@ pub fn redacted(options: &BTreeMap<String, OptionValue>) -> BTreeMap<String, Str
         .collect()
 }
 
+/// A librdkafka error as trailhound reports it. A property librdkafka refuses is named
+/// without the value it was given: that value may be a secret under a misspelt key
+/// (`sasl.pasword`), which [`is_secret`] cannot recognise, and rdkafka's own message
+/// carries it verbatim.
+pub fn describe(e: &rdkafka::error::KafkaError) -> String {
+    match e {
+        rdkafka::error::KafkaError::ClientConfig(_, desc, key, value) => {
+            let desc = if value.is_empty() {
+                desc.clone()
+            } else {
+                desc.replace(value.as_str(), "<redacted>")
+            };
+            if desc.is_empty() {
+                format!("client config error: property {key:?}")
+            } else {
+                format!("client config error: {desc}")
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
 /// librdkafka's own log lines and errors, forwarded to `tracing` with the client's
 /// role (`kafka sink siem`, `kafka source live`).
 #[derive(Debug, Clone)]
@@ -197,5 +219,26 @@ mod tests {
         let shown = format!("{:?}", redacted(&opts));
         assert!(!shown.contains("hunter2"));
         assert!(shown.contains("me"));
+    }
+
+    #[test]
+    fn a_refused_property_is_named_without_its_value() {
+        let mut opts = BTreeMap::new();
+        opts.insert(
+            "sasl.pasword".to_string(),
+            OptionValue::Text("TypoSecret-4711".into()),
+        );
+        let c = client_config("127.0.0.1:1", &[], &opts, &[]).expect("config");
+        let err = c
+            .create::<rdkafka::producer::BaseProducer>()
+            .err()
+            .expect("librdkafka refuses an unknown property");
+        assert!(
+            err.to_string().contains("TypoSecret-4711"),
+            "rdkafka shows it: {err}"
+        );
+        let shown = describe(&err);
+        assert!(!shown.contains("TypoSecret-4711"), "{shown}");
+        assert!(shown.contains("sasl.pasword"), "{shown}");
     }
 }

@@ -75,6 +75,7 @@ pub mod finding;
 pub mod fswalk;
 pub mod fuzz;
 pub mod kafka;
+pub mod logging;
 pub mod pipeline;
 pub mod rules;
 pub mod sink;

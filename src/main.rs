@@ -17,12 +17,14 @@ fn init_logging(level: &str, format: LogFormat) {
         .with_target(false);
     match format {
         LogFormat::Text => builder
+            .fmt_fields(trailhound::logging::escaped_fields())
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            .with_writer(|| trailhound::logging::JsonControlEscaping(std::io::stderr()))
             .init(),
     }
 }

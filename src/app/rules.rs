@@ -126,24 +126,26 @@ fn validate(a: &ValidateArgs, out: &mut impl Write) -> Result<i32, AppError> {
     let warnings = diags.len() - errors;
     match a.format {
         ValidateFormat::Text => {
+            // One line per problem: file names, keys and values from the rule files are
+            // written with their control characters escaped.
+            let one_line = crate::logging::escape_controls;
             for d in &diags {
-                w(writeln!(
-                    out,
+                let line = format!(
                     "{}: {}: {} [{}]",
                     location(d.e),
                     d.severity.as_str(),
                     d.e.kind,
                     d.e.kind.code()
-                ))?;
+                );
+                w(writeln!(out, "{}", one_line(&line)))?;
             }
             for (f, why) in &report.skipped {
-                w(writeln!(out, "{f}: note: not loaded: {why}"))?;
+                let line = format!("{f}: note: not loaded: {why}");
+                w(writeln!(out, "{}", one_line(&line)))?;
             }
             for (id, file, by) in &report.superseded {
-                w(writeln!(
-                    out,
-                    "{file}: note: rule {id} is obsoleted by {by}; only {by} runs"
-                ))?;
+                let line = format!("{file}: note: rule {id} is obsoleted by {by}; only {by} runs");
+                w(writeln!(out, "{}", one_line(&line)))?;
             }
             w(writeln!(
                 out,
@@ -610,18 +612,21 @@ fn list(a: &ListArgs, out: &mut impl Write) -> Result<i32, AppError> {
             w(writeln!(out, "{:#}", Value::Array(v)))?;
         }
         ListFormat::Table => {
+            // One line per rule: ids, titles, tags and file names from the rule files are
+            // written with their control characters escaped.
+            let one_line = |s: &str| crate::logging::escape_controls(s).into_owned();
             let rows: Vec<[String; 6]> = pack
                 .rules()
                 .iter()
                 .enumerate()
                 .map(|(i, r)| {
                     [
-                        r.meta.id.clone(),
+                        one_line(&r.meta.id),
                         r.meta.level.as_str().to_string(),
                         kind(i),
-                        r.meta.title.clone(),
-                        r.meta.tags.join(","),
-                        r.meta.origin.to_string(),
+                        one_line(&r.meta.title),
+                        one_line(&r.meta.tags.join(",")),
+                        one_line(&r.meta.origin.to_string()),
                     ]
                 })
                 .collect();

@@ -19,7 +19,6 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use simd_json::prelude::Writable;
 use simd_json::tape::Value;
 
 use super::path::{FieldPath, PathError, Segment};
@@ -56,13 +55,7 @@ impl Query {
     where
         F: FnMut(Value<'t, 'i>) -> ControlFlow<()>,
     {
-        let mut buf = Vec::new();
-        if value.write(&mut buf).is_err() {
-            return ControlFlow::Continue(());
-        }
-        let Ok(json) = serde_json::from_slice::<serde_json::Value>(&buf) else {
-            return ControlFlow::Continue(());
-        };
+        let json = to_serde(value, 1);
         let Ok(found) = jsonpath_rust::query::js_path_process(&self.query, &json) else {
             return ControlFlow::Continue(());
         };
@@ -74,6 +67,50 @@ impl Query {
             }
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// How deep the `serde_json` copy a query runs on goes; containers below are copied
+/// empty. `jsonpath-rust` walks `..` recursively (about 15 stack frames a level), so an
+/// unbounded copy of a record as deep as simd-json accepts (1024 levels) overflows a
+/// worker's stack. 128 is where `serde_json`'s own parser stops.
+const MAX_COPY_DEPTH: usize = 128;
+
+/// The `serde_json` copy of a value, built from the tape to [`MAX_COPY_DEPTH`] levels.
+/// (Not by writing JSON text and parsing it back: that parse fails as a whole on a
+/// record nested deeper than 128 levels anywhere, and every query of such a record then
+/// selected nothing, whatever it asked for.) Of repeated keys the last is kept, as
+/// `serde_json` keeps it.
+fn to_serde(v: Value<'_, '_>, depth: usize) -> serde_json::Value {
+    use simd_json::prelude::ValueAsScalar;
+    if let Some(s) = v.as_str() {
+        return serde_json::Value::String(s.to_string());
+    }
+    if let Some(a) = v.as_array() {
+        if depth >= MAX_COPY_DEPTH {
+            return serde_json::Value::Array(Vec::new());
+        }
+        return serde_json::Value::Array(a.iter().map(|x| to_serde(x, depth + 1)).collect());
+    }
+    if let Some(o) = v.as_object() {
+        let mut m = serde_json::Map::new();
+        if depth < MAX_COPY_DEPTH {
+            for (k, x) in o.iter() {
+                m.insert(k.to_string(), to_serde(x, depth + 1));
+            }
+        }
+        return serde_json::Value::Object(m);
+    }
+    if let Some(b) = v.as_bool() {
+        serde_json::Value::Bool(b)
+    } else if let Some(i) = v.as_i64() {
+        i.into()
+    } else if let Some(u) = v.as_u64() {
+        u.into()
+    } else if let Some(f) = v.as_f64() {
+        serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, serde_json::Value::Number)
+    } else {
+        serde_json::Value::Null
     }
 }
 
@@ -291,6 +328,7 @@ fn quoted(s: &str) -> Option<&str> {
 mod tests {
     use super::*;
     use crate::event::RecordParser;
+    use simd_json::prelude::Writable;
 
     fn values(sel: &str, rec: &str) -> Vec<String> {
         let p = compile(sel).expect("compiles");
@@ -309,6 +347,36 @@ mod tests {
     }
 
     const SG: &str = r#"{"eventName":"AuthorizeSecurityGroupIngress","requestParameters":{"groupId":"sg-1","ipPermissions":{"items":[{"ipProtocol":"tcp","ipRanges":{"items":[{"cidrIp":"0.0.0.0/0"},{"cidrIp":"10.0.0.0/8"}]}},{"ipProtocol":"udp","ipRanges":{"items":[{"cidrIp":"192.168.0.0/16"}]}}]}},"resources":[{"ARN":"arn:a"},{"ARN":"arn:b"}]}"#;
+
+    #[test]
+    fn deep_nesting_elsewhere_in_the_record_does_not_hide_a_match() {
+        // serde_json's parser stops at 128 levels; the copy is built from the tape (to
+        // 128 levels), so a record as deep as simd-json accepts is still searched.
+        let depth = 1020;
+        let rec = format!(
+            "{},\"deep\":{}{}}}",
+            &SG[..SG.len() - 1],
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let want = ["\"0.0.0.0/0\"", "\"10.0.0.0/8\"", "\"192.168.0.0/16\""];
+        assert_eq!(values("$.requestParameters..cidrIp", SG), want);
+        assert_eq!(values("$.requestParameters..cidrIp", &rec), want);
+        assert_eq!(values("$..cidrIp", &rec), want);
+        // Below 128 levels containers are copied empty: a value there is not selected.
+        let buried = format!(
+            "{{\"eventName\":\"x\",\"a\":{}{{\"cidrIp\":\"0.0.0.0/0\"}}{}}}",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert!(values("$..cidrIp", &buried).is_empty());
+        // Numbers, booleans and null survive the copy.
+        let odd = r#"{"a":[1,-2,3.5,18446744073709551615,true,null,"x"]}"#;
+        assert_eq!(
+            values("$.a[?@ != 'x']", odd),
+            ["1", "-2", "3.5", "18446744073709551615", "true", "null"]
+        );
+    }
 
     #[test]
     fn selectors_nesting_too_deep_or_too_long_are_errors() {

@@ -37,6 +37,24 @@ pub struct ParseError {
     pub message: String,
 }
 
+/// simd-json's message for `e`, with the character it stopped at read from `raw`:
+/// simd-json takes the byte at that index for a character (`'â'` for the first byte
+/// of U+2028); a byte that starts no UTF-8 character is given as `byte 0xNN`.
+fn describe(e: &simd_json::Error, raw: &[u8]) -> String {
+    let Some(c) = e.character().filter(|c| !c.is_ascii()) else {
+        return e.to_string();
+    };
+    let at = e.index();
+    let tail = raw.get(at..).unwrap_or_default();
+    let real = (2..=tail.len().min(4))
+        .find_map(|n| std::str::from_utf8(&tail[..n]).ok())
+        .and_then(|s| s.chars().next());
+    match real {
+        Some(real) => format!("{:?} at character {at} ('{real}')", e.error()),
+        None => format!("{:?} at character {at} (byte 0x{:02x})", e.error(), c as u32),
+    }
+}
+
 /// A reusable simd-json parser for one worker thread.
 pub struct RecordParser {
     scratch: Vec<u8>,
@@ -61,6 +79,13 @@ impl RecordParser {
     }
 
     /// Parses `raw` and calls `f` with the root value, or with the parse error.
+    ///
+    /// JSON puts no bound on numbers; the tape holds 64-bit integers and finite
+    /// doubles. A record with a number beyond them (`1e400`, a 30-digit integer) is
+    /// parsed again with each such number read as a string of its text, so the record
+    /// is still matched and archived: the number compares by its text (and
+    /// numerically, as any string that spells a number does), and the finding's
+    /// `record` keeps the original bytes.
     pub fn parse<R>(
         &mut self,
         raw: &[u8],
@@ -72,11 +97,60 @@ impl RecordParser {
         let mut tape = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
         let res =
             simd_json::fill_tape_padded(&mut self.scratch, raw.len(), &mut self.buffers, &mut tape);
+        match res {
+            Ok(()) => {
+                let out = f(Ok(tape.as_value()));
+                self.tape = tape.reset();
+                out
+            }
+            Err(e) => {
+                let spare = tape.reset();
+                self.parse_again(raw, &e, spare, f)
+            }
+        }
+    }
+
+    /// The path of a record simd-json rejected: numbers out of range are read as
+    /// strings and the record parsed again; any other error is reported.
+    fn parse_again<R>(
+        &mut self,
+        raw: &[u8],
+        first: &simd_json::Error,
+        tape: Tape<'static>,
+        f: impl FnOnce(Result<Value<'_, '_>, ParseError>) -> R,
+    ) -> R {
+        let error = |e: &simd_json::Error| ParseError {
+            message: match e.error() {
+                // simd-json reports the position of the UTF-8 check, not of the bad byte.
+                simd_json::ErrorType::InvalidUtf8 => {
+                    let at = std::str::from_utf8(raw)
+                        .err()
+                        .map_or(0, |u| u.valid_up_to());
+                    format!("invalid UTF-8 at byte {at} of the record")
+                }
+                _ => describe(e, raw),
+            },
+        };
+        let mut widened = Vec::new();
+        if *first.error() != simd_json::ErrorType::InvalidNumber
+            || !quote_unrepresentable_numbers(raw, &mut widened)
+        {
+            self.tape = tape;
+            return f(Err(error(first)));
+        }
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&widened);
+        self.scratch.resize(widened.len() + INPUT_PADDING, b' ');
+        let mut tape = tape.reset();
+        let res = simd_json::fill_tape_padded(
+            &mut self.scratch,
+            widened.len(),
+            &mut self.buffers,
+            &mut tape,
+        );
         let out = match res {
             Ok(()) => f(Ok(tape.as_value())),
-            Err(e) => f(Err(ParseError {
-                message: e.to_string(),
-            })),
+            Err(_) => f(Err(error(first))),
         };
         self.tape = tape.reset();
         out
@@ -138,6 +212,101 @@ impl KnownPaths {
             principal_type: p("userIdentity.type"),
             principal_account: p("userIdentity.accountId"),
         }
+    }
+}
+
+/// Copies `raw` to `out`, writing every number that neither a 64-bit integer nor a
+/// finite double holds as a string of its text (`1e400` → `"1e400"`); true if there
+/// was one. Numbers are found outside strings; a token that is not a well-formed JSON
+/// number is copied unchanged (the parser rejects it again).
+fn quote_unrepresentable_numbers(raw: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
+    out.reserve(raw.len() + 16);
+    let mut changed = false;
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < raw.len() {
+                    match raw[i] {
+                        b'\\' => i += 2,
+                        b'"' => {
+                            i += 1;
+                            break;
+                        }
+                        _ => i += 1,
+                    }
+                }
+                out.extend_from_slice(&raw[start..i.min(raw.len())]);
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < raw.len()
+                    && matches!(raw[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+                {
+                    i += 1;
+                }
+                let token = &raw[start..i];
+                if is_json_number(token) && !representable(token) {
+                    out.push(b'"');
+                    out.extend_from_slice(token);
+                    out.push(b'"');
+                    changed = true;
+                } else {
+                    out.extend_from_slice(token);
+                }
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    changed
+}
+
+/// `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`, the whole token.
+fn is_json_number(t: &[u8]) -> bool {
+    let digits = |t: &[u8], i: usize| t[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+    let mut i = usize::from(t.first() == Some(&b'-'));
+    match t.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => i += digits(t, i),
+        _ => return false,
+    }
+    if t.get(i) == Some(&b'.') {
+        let n = digits(t, i + 1);
+        if n == 0 {
+            return false;
+        }
+        i += 1 + n;
+    }
+    if matches!(t.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(t.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let n = digits(t, i);
+        if n == 0 {
+            return false;
+        }
+        i += n;
+    }
+    i == t.len()
+}
+
+/// Whether the tape can hold a well-formed JSON number: an integer that fits 64 bits
+/// (signed or not), or a number with a fraction or exponent that is a finite double.
+fn representable(t: &[u8]) -> bool {
+    let Ok(s) = std::str::from_utf8(t) else {
+        return false;
+    };
+    if t.iter().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+        s.parse::<f64>().is_ok_and(f64::is_finite)
+    } else {
+        s.parse::<i64>().is_ok() || s.parse::<u64>().is_ok()
     }
 }
 
@@ -206,5 +375,101 @@ mod tests {
             looks_like_record(r.expect("ok"))
         }));
         assert!(!p.parse(b"[1,2]", |r| looks_like_record(r.expect("ok"))));
+    }
+
+    #[test]
+    fn numbers_beyond_the_tape_are_read_as_their_text() {
+        let raw = br#"{"eventName":"1e400","a":1e400,"b":[123456789012345678901234567890,-1e999],"c":-0,"d":1e-400,"e":18446744073709551615,"s":"7e999"}"#;
+        let mut p = RecordParser::new();
+        let got = p.parse(raw, |r| {
+            let v = r.expect("parsed");
+            let text = |k: &str| {
+                let leaf = crate::event::path::object_get(v, k).expect("present");
+                let mut b = [0u8; 40];
+                path::as_str(leaf).map(str::to_string).or_else(|| {
+                    crate::rules::sigma::field::scalar_text(leaf, &mut b).map(str::to_string)
+                })
+            };
+            let b = crate::event::path::object_get(v, "b").and_then(|b| b.as_array());
+            let b: Vec<_> = b
+                .expect("array")
+                .iter()
+                .map(|x| path::as_str(x).map(str::to_string))
+                .collect();
+            (text("a"), b, text("c"), text("d"), text("e"), text("s"))
+        });
+        assert_eq!(got.0.as_deref(), Some("1e400"));
+        assert_eq!(
+            got.1,
+            [
+                Some("123456789012345678901234567890".to_string()),
+                Some("-1e999".to_string())
+            ]
+        );
+        // What the tape holds stays a number.
+        assert_eq!(got.2.as_deref(), Some("0"));
+        assert_eq!(got.3.as_deref(), Some("0"));
+        assert_eq!(got.4.as_deref(), Some("18446744073709551615"));
+        assert_eq!(got.5.as_deref(), Some("7e999"));
+        // The caller's bytes are untouched, and the parser is reusable.
+        assert!(raw.starts_with(br#"{"eventName":"1e400","a":1e400"#));
+        assert!(p.parse(br#"{"a":1}"#, |r| r.is_ok()));
+    }
+
+    #[test]
+    fn malformed_numbers_and_bad_bytes_stay_errors() {
+        let mut p = RecordParser::new();
+        for bad in [
+            &br#"{"a":01}"#[..],
+            br#"{"a":1.}"#,
+            br#"{"a":-}"#,
+            br#"{"a":1e400x}"#,
+        ] {
+            let e = p.parse(bad, |r| r.err());
+            assert!(e.is_some(), "{}", String::from_utf8_lossy(bad));
+        }
+        let e = p
+            .parse(b"{\"eventName\":\"ab\xffcd\"}", |r| r.err())
+            .expect("invalid UTF-8");
+        assert_eq!(
+            e.to_string(),
+            "invalid JSON: invalid UTF-8 at byte 16 of the record"
+        );
+    }
+
+    #[test]
+    fn a_multibyte_character_where_parsing_stops_is_named_as_itself() {
+        let mut p = RecordParser::new();
+        for (bad, want) in [
+            (
+                "{\"eventName\":\"x\"\u{2028}}",
+                "invalid JSON: ExpectedObjectContent at character 16 ('\u{2028}')",
+            ),
+            (
+                "{\"eventName\":\"x\"\u{9b}}",
+                "invalid JSON: ExpectedObjectContent at character 16 ('\u{9b}')",
+            ),
+            (
+                "{\"eventName\":\"x\"\u{1b}}",
+                "invalid JSON: ExpectedObjectContent at character 16 ('\u{1b}')",
+            ),
+        ] {
+            let e = p.parse(bad.as_bytes(), |r| r.err()).expect("an error");
+            assert_eq!(e.to_string(), want, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn number_tokens() {
+        for ok in ["0", "-0", "12", "1.5", "1e5", "1E+5", "-2.5e-3"] {
+            assert!(is_json_number(ok.as_bytes()), "{ok}");
+        }
+        for bad in ["", "-", "01", "1.", ".5", "1e", "1e+", "--1", "1-2", "+1"] {
+            assert!(!is_json_number(bad.as_bytes()), "{bad}");
+        }
+        assert!(representable(b"-9223372036854775808"));
+        assert!(!representable(b"-9223372036854775809"));
+        assert!(representable(b"1e308") && !representable(b"1e309"));
+        assert!(representable(b"1e-400"));
     }
 }

@@ -372,13 +372,15 @@ impl Reader {
                 }
             }
         }
+        let block_has_nl = st.mode.is_none() && memchr::memchr(b'\n', &data).is_some();
         if st.pending.is_empty() {
             st.pending = data;
         } else {
             st.pending.extend_from_slice(&data);
         }
         if st.mode.is_none() {
-            st.mode = mode_if_known(&st.pending);
+            let limit = self.line_limit(&st.pending);
+            st.settle_mode(block_has_nl, limit);
         }
         match st.mode {
             Some(Mode::Lines) if st.pending.len() >= self.cfg.chunk_bytes => {
@@ -493,6 +495,8 @@ struct StreamState {
     base: Position,
     mode: Option<Mode>,
     skipping: Option<Skip>,
+    /// Length of `pending` when the mode was last looked for.
+    probed: usize,
 }
 
 impl StreamState {
@@ -502,6 +506,26 @@ impl StreamState {
             base: Position { offset: 0, line: 1 },
             mode: None,
             skipping: None,
+            probed: 0,
+        }
+    }
+
+    /// Decides the mode once enough of the stream has arrived, after a block was
+    /// appended to `pending`. The first value is scanned again only when the block
+    /// brought a newline or `pending` has doubled since the last scan, so a first line
+    /// that arrives in many blocks costs linear time, not a rescan per block. A first
+    /// line longer than `line_limit` is in lines mode whatever it holds: it is then
+    /// skipped as over-long instead of being held whole.
+    fn settle_mode(&mut self, block_has_nl: bool, line_limit: usize) {
+        if self.mode.is_some() {
+            return;
+        }
+        if block_has_nl || self.pending.len() >= self.probed.saturating_mul(2) {
+            self.probed = self.pending.len();
+            self.mode = mode_if_known(&self.pending);
+        }
+        if self.mode.is_none() && self.pending.len() > line_limit {
+            self.mode = Some(Mode::Lines);
         }
     }
 }
@@ -533,4 +557,55 @@ fn stdin_file() -> Option<File> {
     let fd = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
     let f = File::from(fd);
     f.metadata().ok()?.is_file().then_some(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `blocks` blocks of `block` bytes each into a fresh state.
+    fn feed(st: &mut StreamState, block: &[u8], blocks: usize, limit: usize) {
+        for _ in 0..blocks {
+            st.pending.extend_from_slice(block);
+            st.settle_mode(block.contains(&b'\n'), limit);
+        }
+    }
+
+    #[test]
+    fn an_unfinished_first_line_is_rescanned_geometrically_then_bounded() {
+        let mut st = StreamState::new();
+        st.pending.extend_from_slice(b"{\"eventName\":\"");
+        let block = vec![b'A'; 4096];
+        let mut scans = Vec::new();
+        for _ in 0..1000 {
+            let before = st.probed;
+            feed(&mut st, &block, 1, 8 << 20);
+            if st.probed != before {
+                scans.push(st.probed);
+            }
+        }
+        assert_eq!(st.mode, None, "a string still open decides nothing");
+        // 4 MB in 1000 blocks, scanned about log2(1000) times, each time at twice the
+        // length of the scan before.
+        assert!(scans.len() <= 12, "{scans:?}");
+        assert!(scans.windows(2).all(|w| w[1] >= 2 * w[0]), "{scans:?}");
+        // Past the line limit the line is in lines mode (and is skipped as over-long).
+        feed(&mut st, &block, 1100, 8 << 20);
+        assert_eq!(st.mode, Some(Mode::Lines));
+    }
+
+    #[test]
+    fn a_newline_or_a_complete_first_value_decides_at_once() {
+        let mut st = StreamState::new();
+        st.pending.extend_from_slice(b"{\"a\":\"");
+        st.pending.extend_from_slice(&[b'A'; 100]);
+        feed(&mut st, b"\"}\n", 1, 1 << 20);
+        assert_eq!(st.mode, Some(Mode::Lines));
+        let mut st = StreamState::new();
+        feed(&mut st, b"{\n  \"eventName\": \"x\"", 1, 1 << 20);
+        assert_eq!(st.mode, Some(Mode::Document));
+        let mut st = StreamState::new();
+        feed(&mut st, b"{\"a\":1}{\"b\"", 1, 1 << 20);
+        assert_eq!(st.mode, Some(Mode::Lines), "glued values without a newline");
+    }
 }

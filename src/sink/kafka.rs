@@ -317,7 +317,7 @@ fn probe(cfg: &KafkaSinkConfig, name: &str, stop: Arc<AtomicBool>) {
     }
     let component = format!("sink/{name}");
     let client: Result<rdkafka::producer::BaseProducer, String> =
-        producer_config(cfg, name).and_then(|c| c.create().map_err(|e| e.to_string()));
+        producer_config(cfg, name).and_then(|c| c.create().map_err(|e| crate::kafka::describe(&e)));
     let client = match client {
         Ok(c) => c,
         Err(e) => {
@@ -388,7 +388,7 @@ impl KafkaSink {
         };
         let producer: ThreadedProducer<Ctx> = config
             .create_with_context(ctx)
-            .map_err(|e| format!("kafka producer: {e}"))?;
+            .map_err(|e| format!("kafka producer: {}", crate::kafka::describe(&e)))?;
         match producer
             .client()
             .fetch_metadata(Some(&cfg.topic), METADATA_TIMEOUT)

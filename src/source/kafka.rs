@@ -443,7 +443,7 @@ pub fn run(
     let consumer: BaseConsumer<Ctx> = c
         .client_config(&name)?
         .create_with_context(ctx)
-        .map_err(|e| format!("kafka consumer: {e}"))?;
+        .map_err(|e| format!("kafka consumer: {}", crate::kafka::describe(&e)))?;
     let topics: Vec<&str> = c.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)

@@ -781,10 +781,13 @@ fn explain_cmd(a: &ExplainArgs, out: &mut impl Write) -> Result<i32, AppError> {
                 }
             }
             ListFormat::Table => {
+                // The record's and the rules' text, one line each: control characters
+                // escaped.
                 let name = rec.get("eventName").and_then(Value::as_str).unwrap_or("-");
+                let (label, name) = (esc(label), esc(name));
                 for x in &explained {
                     let mut s = String::new();
-                    render(&mut s, x, label, name, 0);
+                    render(&mut s, x, &label, &name, 0);
                     w(out.write_all(s.as_bytes()))?;
                 }
             }
@@ -794,6 +797,11 @@ fn explain_cmd(a: &ExplainArgs, out: &mut impl Write) -> Result<i32, AppError> {
         w(writeln!(out, "{:#}", Value::Array(all)))?;
     }
     Ok(exit::OK)
+}
+
+/// Text from a record or a rule file with its control characters escaped.
+fn esc(s: &str) -> std::borrow::Cow<'_, str> {
+    crate::logging::escape_controls(s)
 }
 
 fn mark(b: bool) -> &'static str {
@@ -810,22 +818,27 @@ fn render(s: &mut String, x: &explain::Explanation, label: &str, name: &str, dep
         (false, _) => "no match",
     };
     if depth == 0 {
-        let _ = writeln!(s, "{label} {name}: {verdict}: {} [{}]", x.title, x.id);
-        let _ = writeln!(s, "  rule file: {}", x.origin);
+        let _ = writeln!(
+            s,
+            "{label} {name}: {verdict}: {} [{}]",
+            esc(&x.title),
+            esc(&x.id)
+        );
+        let _ = writeln!(s, "  rule file: {}", esc(&x.origin.to_string()));
     } else {
         let _ = writeln!(
             s,
             "{pad}{} {} [{}]: {verdict}",
             mark(x.matched),
-            x.title,
-            x.id
+            esc(&x.title),
+            esc(&x.id)
         );
     }
     if let Some(d) = &x.detection {
         for c in &d.condition {
-            let _ = writeln!(s, "{pad}  condition: {c}");
+            let _ = writeln!(s, "{pad}  condition: {}", esc(&c.to_string()));
         }
-        let _ = writeln!(s, "{pad}  evaluated: {}", d.evaluated);
+        let _ = writeln!(s, "{pad}  evaluated: {}", esc(&d.evaluated.to_string()));
         for sel in &d.selections {
             render_selection(s, sel, &pad);
         }
@@ -867,15 +880,19 @@ fn render(s: &mut String, x: &explain::Explanation, label: &str, name: &str, dep
         let _ = writeln!(
             s,
             "{pad}  filter {} [{}]: {}",
-            f.title,
-            f.id,
+            esc(&f.title),
+            esc(&f.id),
             if f.matched {
                 "condition holds, the rule may fire"
             } else {
                 "condition does not hold, so the rule is silenced for this record"
             }
         );
-        let _ = writeln!(s, "{pad}    evaluated: {}", f.detection.evaluated);
+        let _ = writeln!(
+            s,
+            "{pad}    evaluated: {}",
+            esc(&f.detection.evaluated.to_string())
+        );
         for sel in &f.detection.selections {
             render_selection(s, sel, &format!("{pad}  "));
         }
@@ -883,7 +900,7 @@ fn render(s: &mut String, x: &explain::Explanation, label: &str, name: &str, dep
 }
 
 fn render_selection(s: &mut String, sel: &crate::rules::sigma::compile::SelectionTrace, pad: &str) {
-    let _ = writeln!(s, "{pad}  {} {}", mark(sel.matched), sel.name);
+    let _ = writeln!(s, "{pad}  {} {}", mark(sel.matched), esc(&sel.name));
     if sel.keywords {
         let _ = writeln!(
             s,
@@ -904,7 +921,94 @@ fn render_selection(s: &mut String, sel: &crate::rules::sigma::compile::Selectio
                 Some(v) => format!("   (record: {v})"),
                 None => "   (record: absent)".to_string(),
             };
-            let _ = writeln!(s, "{inner}{} {}{value}", mark(t.held), t.test);
+            let _ = writeln!(s, "{inner}{} {}{}", mark(t.held), esc(&t.test), esc(&value));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[test]
+    fn the_list_table_escapes_control_characters_of_titles_tags_and_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("evil\u{1b}[2J\n.yml");
+        let rule = "title: \"Evil \\e[31mtitle\\r\\nFORGED\\x07\"\n\
+                    id: 0a0a0a0a-0000-4000-8000-0000000000c1\nstatus: test\n\
+                    tags: [\"attack.t1\\e[0m\"]\n\
+                    logsource: {product: aws, service: cloudtrail}\n\
+                    detection:\n  sel:\n    eventName: GetPasswordData\n  condition: sel\n\
+                    level: high\n";
+        std::fs::write(&file, rule).expect("write rule");
+        let cli = crate::cli::Cli::try_parse_from([
+            std::ffi::OsStr::new("trailhound"),
+            "rules".as_ref(),
+            "list".as_ref(),
+            "--no-builtin".as_ref(),
+            file.as_os_str(),
+        ])
+        .expect("arguments");
+        let Some(crate::cli::Command::Rules(RulesCommand::List(a))) = cli.command else {
+            panic!("not rules list");
+        };
+        let mut out = Vec::new();
+        assert_eq!(list(&a, &mut out).ok(), Some(exit::OK));
+        let text = String::from_utf8(out).expect("utf-8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text:?}");
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(
+            lines[1].contains("Evil \\x1b[31mtitle\\r\\nFORGED\\x07")
+                && lines[1].contains("attack.t1\\x1b[0m")
+                && lines[1].ends_with("evil\\x1b[2J\\n.yml"),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn explain_escapes_control_characters_of_the_record_and_the_rule() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rule = dir.path().join("evil\u{1b}[2J.yml");
+        std::fs::write(
+            &rule,
+            "title: \"Evil \\e[31mtitle\\r\\nFORGED\"\n\
+             id: 0a0a0a0a-0000-4000-8000-0000000000c2\nstatus: test\n\
+             logsource: {product: aws, service: cloudtrail}\n\
+             detection:\n  sel:\n    eventName|startswith: \"Get\\x07\"\n  condition: sel\n\
+             level: high\n",
+        )
+        .expect("write rule");
+        let event = dir.path().join("event.json");
+        std::fs::write(&event, r#"{"eventName":"Get\u0007\u001b[2J\r\nFORGED"}"#)
+            .expect("write event");
+        let cli = crate::cli::Cli::try_parse_from([
+            std::ffi::OsStr::new("trailhound"),
+            "rules".as_ref(),
+            "explain".as_ref(),
+            rule.as_os_str(),
+            event.as_os_str(),
+        ])
+        .expect("arguments");
+        let Some(crate::cli::Command::Rules(RulesCommand::Explain(a))) = cli.command else {
+            panic!("not rules explain");
+        };
+        let mut out = Vec::new();
+        assert_eq!(explain_cmd(&a, &mut out).ok(), Some(exit::OK));
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        let first = text.lines().next().unwrap_or_default();
+        assert!(
+            first.contains("Get\\x07\\x1b[2J\\r\\nFORGED: MATCH: Evil \\x1b[31mtitle\\r\\nFORGED"),
+            "{text}"
+        );
+        assert!(text.contains("evil\\x1b[2J.yml"), "{text}");
     }
 }

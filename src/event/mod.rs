@@ -51,7 +51,11 @@ fn describe(e: &simd_json::Error, raw: &[u8]) -> String {
         .and_then(|s| s.chars().next());
     match real {
         Some(real) => format!("{:?} at character {at} ('{real}')", e.error()),
-        None => format!("{:?} at character {at} (byte 0x{:02x})", e.error(), c as u32),
+        None => format!(
+            "{:?} at character {at} (byte 0x{:02x})",
+            e.error(),
+            c as u32
+        ),
     }
 }
 

@@ -890,12 +890,22 @@ fn a_sink_broker_down_for_a_minute_holds_back_and_recovers() {
         back.elapsed()
     );
     let want: BTreeSet<String> = recs.iter().map(|(id, _)| id.clone()).collect();
-    let got = sink.consume_until(
+    // Reading back from the restarted broker (Tansu) takes about two minutes, the same
+    // with or without a consumer group; the commits above already show the deliveries.
+    let got = common::kafka::read_assigned(
+        &sink.bootstrap,
         "findings",
+        2,
         |m| distinct(&event_ids(m)) == want,
-        Duration::from_secs(180),
+        Duration::from_secs(420),
     );
-    assert_eq!(distinct(&event_ids(&got)), want, "every finding delivered");
+    let missing = want.difference(&distinct(&event_ids(&got))).count();
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} findings not on the topic",
+        want.len()
+    );
     println!(
         "outage: every finding read back {:?} after the broker was back",
         back.elapsed()

@@ -298,3 +298,42 @@ pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> 
         })
         .collect()
 }
+
+/// Reads `topic` (`partitions` of it) from the beginning with its partitions assigned
+/// directly (no group join, so no group coordinator is involved) until `done`
+/// holds or `timeout` passes.
+pub fn read_assigned(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    done: impl Fn(&[Consumed]) -> bool,
+    timeout: Duration,
+) -> Vec<Consumed> {
+    // librdkafka wants a group id, but `assign` never joins the group.
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
+        .set("group.id", format!("test-assigned-{}", free_port()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .expect("partition offset");
+    }
+    c.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while Instant::now() < deadline && !done(&out) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            out.push(Consumed {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().unwrap_or_default().to_vec(),
+            });
+        }
+    }
+    out
+}

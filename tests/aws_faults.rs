@@ -28,65 +28,6 @@ use serde_json::{Value, json};
 /// The bucket the fixture fills.
 const BUCKET: &str = "trail";
 
-/// What the fixture script put in the bucket.
-struct Manifest {
-    objects: BTreeMap<String, u64>,
-    records: u64,
-}
-
-impl Manifest {
-    /// Per leaf (day) prefix, its keys in order.
-    fn by_leaf(&self) -> BTreeMap<String, Vec<String>> {
-        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for k in self.objects.keys() {
-            out.entry(leaf_of(k).to_string())
-                .or_default()
-                .push(k.clone());
-        }
-        out
-    }
-
-    /// Per leaf prefix, its last key: the checkpoint once everything is read.
-    fn leaves(&self) -> BTreeMap<String, String> {
-        self.by_leaf()
-            .into_iter()
-            .map(|(p, keys)| (p, keys.last().cloned().unwrap_or_default()))
-            .collect()
-    }
-}
-
-/// `AWSLogs/…/2024/12/01/x.json.gz` → `AWSLogs/…/2024/12/01/`.
-fn leaf_of(key: &str) -> &str {
-    &key[..key.rfind('/').map_or(0, |i| i + 1)]
-}
-
-fn fill(moto: &Moto, extra: &[&str]) -> Manifest {
-    let script = common::root().join("tests/moto/make_trail_bucket.py");
-    let out = Command::new(moto.python())
-        .arg(&script)
-        .arg(BUCKET)
-        .args(extra)
-        .envs(moto.client_env())
-        .output()
-        .expect("run the fixture script");
-    assert!(
-        out.status.success(),
-        "fixture: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("manifest json");
-    let objects = v["objects"]
-        .as_object()
-        .expect("objects")
-        .iter()
-        .map(|(k, n)| (k.clone(), n.as_u64().expect("count")))
-        .collect();
-    Manifest {
-        objects,
-        records: v["records"].as_u64().expect("records"),
-    }
-}
-
 /// `trailhound` with the emulator's credentials and nothing from the user's AWS setup
 /// (no `AWS_ENDPOINT_URL` either: each run names its endpoint).
 fn trailhound(moto: &Moto) -> Command {
@@ -343,7 +284,7 @@ fn checkpoint(path: &Path) -> Option<BTreeMap<String, String>> {
 #[test]
 fn transient_faults_within_the_retry_budget_lose_and_repeat_nothing() {
     let Some(moto) = Moto::start() else { return };
-    let m = fill(&moto, &["--days", "2024-12-01", "--per-day", "12"]);
+    let m = moto.fill_trail_bucket(BUCKET, &["--days", "2024-12-01", "--per-day", "12"]);
     assert_eq!(m.objects.len(), 72);
     let (ref_stats, ref_keys) = reference(&moto);
     assert_eq!(common::stat(&ref_stats, "records_in"), m.records);
@@ -448,7 +389,7 @@ fn transient_faults_within_the_retry_budget_lose_and_repeat_nothing() {
 #[test]
 fn faults_beyond_the_retry_budget_fail_the_object_by_name() {
     let Some(moto) = Moto::start() else { return };
-    let m = fill(&moto, &["--days", "2024-12-01", "--per-day", "4"]);
+    let m = moto.fill_trail_bucket(BUCKET, &["--days", "2024-12-01", "--per-day", "4"]);
     let by_leaf = m.by_leaf();
     assert_eq!(by_leaf.len(), 6);
     let proxy = FaultProxy::start(&moto.endpoint);
@@ -589,7 +530,7 @@ fn faults_beyond_the_retry_budget_fail_the_object_by_name() {
 #[test]
 fn a_denied_prefix_does_not_hold_up_the_others() {
     let Some(moto) = Moto::start() else { return };
-    let m = fill(&moto, &["--days", "2024-12-01", "--per-day", "3"]);
+    let m = moto.fill_trail_bucket(BUCKET, &["--days", "2024-12-01", "--per-day", "3"]);
     let by_leaf = m.by_leaf();
     assert_eq!(by_leaf.len(), 6);
     // The first prefix is AWSLogs/111111111111/CloudTrail/eu-west-1/…; deny its
@@ -735,8 +676,8 @@ fn a_denied_prefix_does_not_hold_up_the_others() {
 #[test]
 fn daemon_rides_out_an_outage_and_reads_everything_once() {
     let Some(moto) = Moto::start() else { return };
-    let m = fill(
-        &moto,
+    let m = moto.fill_trail_bucket(
+        BUCKET,
         &["--days", "2024-12-01,2024-12-02", "--per-day", "6"],
     );
     assert_eq!(m.objects.len(), 72);
@@ -903,8 +844,8 @@ while True:
 #[test]
 fn sqs_message_is_kept_until_its_object_is_read() {
     let Some(moto) = Moto::start() else { return };
-    let m = fill(
-        &moto,
+    let m = moto.fill_trail_bucket(
+        BUCKET,
         &[
             "--days",
             "2024-12-01",

@@ -16,41 +16,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::moto::Moto;
+use common::moto::{Moto, TrailBucket};
 use serde_json::Value;
-
-/// What the fixture script put in the bucket.
-struct Manifest {
-    objects: BTreeMap<String, u64>,
-    records: u64,
-}
-
-fn fill(moto: &Moto, bucket: &str, extra: &[&str]) -> Manifest {
-    let script = common::root().join("tests/moto/make_trail_bucket.py");
-    let out = Command::new(moto.python())
-        .arg(&script)
-        .arg(bucket)
-        .args(extra)
-        .envs(moto.client_env())
-        .output()
-        .expect("run the fixture script");
-    assert!(
-        out.status.success(),
-        "fixture: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("manifest json");
-    let objects = v["objects"]
-        .as_object()
-        .expect("objects")
-        .iter()
-        .map(|(k, n)| (k.clone(), n.as_u64().expect("count")))
-        .collect();
-    Manifest {
-        objects,
-        records: v["records"].as_u64().expect("records"),
-    }
-}
 
 /// `trailhound` with the emulator's credentials and nothing from the user's AWS setup.
 fn trailhound(moto: &Moto) -> Command {
@@ -106,7 +73,7 @@ fn counter(stats: &Value, key: &str) -> u64 {
 #[test]
 fn whole_bucket_reads_every_log_object_once() {
     let Some(moto) = Moto::start() else { return };
-    let m = fill(&moto, "trail", &[]);
+    let m = moto.fill_trail_bucket("trail", &[]);
     assert_eq!(m.objects.len(), 3 * 2 * 3 * 12, "216 objects");
     moto.clear_recording();
     let started = Instant::now();
@@ -186,7 +153,7 @@ fn download(moto: &Moto, bucket: &str, to: &Path) {
 #[test]
 fn time_range_and_accounts_prune_the_listing() {
     let Some(moto) = Moto::start() else { return };
-    let m = fill(&moto, "trail", &[]);
+    let m = moto.fill_trail_bucket("trail", &[]);
     moto.clear_recording();
     let (stats, _) = detect_s3(
         &moto,
@@ -246,7 +213,7 @@ fn time_range_and_accounts_prune_the_listing() {
 #[test]
 fn organization_trails_and_url_prefixes() {
     let Some(moto) = Moto::start() else { return };
-    let m = fill(&moto, "trail", &["--days", "2024-12-01", "--per-day", "4"]);
+    let m = moto.fill_trail_bucket("trail", &["--days", "2024-12-01", "--per-day", "4"]);
     let org: u64 = m
         .objects
         .iter()
@@ -283,7 +250,7 @@ fn organization_trails_and_url_prefixes() {
 #[test]
 fn checkpoint_reads_only_new_objects() {
     let Some(moto) = Moto::start() else { return };
-    let m = fill(&moto, "trail", &["--days", "2024-12-01", "--per-day", "6"]);
+    let m = moto.fill_trail_bucket("trail", &["--days", "2024-12-01", "--per-day", "6"]);
     let state = tempfile::tempdir().expect("tmp");
     let st = state.path().to_str().expect("utf-8");
     let (stats, _) = detect_s3(&moto, "s3://trail/", &["--state-dir", st]);
@@ -299,8 +266,7 @@ fn checkpoint_reads_only_new_objects() {
     assert_eq!(stats["records_in"], 0);
     assert!(requests(&moto, "trail").0.is_empty());
     // New objects later the same day and on the next day: only they are fetched.
-    let more = fill(
-        &moto,
+    let more = moto.fill_trail_bucket(
         "trail",
         &[
             "--days",
@@ -330,7 +296,7 @@ fn checkpoint_reads_only_new_objects() {
     assert_eq!(stats["records_in"], new.len() as u64 * 5);
 }
 
-fn last_of_prefix(m: &Manifest, key: &str) -> String {
+fn last_of_prefix(m: &TrailBucket, key: &str) -> String {
     let prefix = &key[..key.rfind('/').expect("slash") + 1];
     m.objects
         .keys()
@@ -380,7 +346,7 @@ fn stop(child: std::process::Child) -> Vec<Value> {
 #[test]
 fn daemon_stopped_mid_way_resumes_without_loss_or_repeats() {
     let Some(moto) = Moto::start() else { return };
-    let m = fill(&moto, "trail", &["--days", "2024-12-01", "--per-day", "10"]);
+    let m = moto.fill_trail_bucket("trail", &["--days", "2024-12-01", "--per-day", "10"]);
     let dir = tempfile::tempdir().expect("tmp");
     let s1 = dir.path().join("stats1.json");
     let s2 = dir.path().join("stats2.json");
@@ -397,14 +363,7 @@ fn daemon_stopped_mid_way_resumes_without_loss_or_repeats() {
     assert!(done1 > 0, "{a}");
     // Restart: it resumes from the checkpoint; stop once the checkpoint covers all.
     let child = daemon(&moto, dir.path(), &s2);
-    let leaves: BTreeMap<String, String> = m.objects.keys().fold(BTreeMap::new(), |mut acc, k| {
-        let p = k[..k.rfind('/').expect("slash") + 1].to_string();
-        let e = acc.entry(p).or_insert_with(String::new);
-        if k > e {
-            *e = k.clone();
-        }
-        acc
-    });
+    let leaves = m.leaves();
     let cp_path = dir.path().join("state/checkpoints/org.json");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -439,7 +398,7 @@ fn daemon_stopped_mid_way_resumes_without_loss_or_repeats() {
 #[test]
 fn several_sources_at_once_each_under_its_name() {
     let Some(moto) = Moto::start() else { return };
-    let m = fill(&moto, "trail", &["--days", "2024-12-01", "--per-day", "3"]);
+    let m = moto.fill_trail_bucket("trail", &["--days", "2024-12-01", "--per-day", "3"]);
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = dir.path().join("trailhound.yaml");
     let archive = dir.path().join("archive");
@@ -526,8 +485,7 @@ fn several_sources_at_once_each_under_its_name() {
 #[test]
 fn custom_layout_is_walked_and_pruned() {
     let Some(moto) = Moto::start() else { return };
-    let m = fill(
-        &moto,
+    let m = moto.fill_trail_bucket(
         "trail",
         &["--days", "2024-12-01,2024-12-02", "--per-day", "2"],
     );

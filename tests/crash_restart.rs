@@ -42,28 +42,8 @@ fn every_record_rule() -> PathBuf {
     common::root().join("tests/fixtures/kafka/every-record.yml")
 }
 
-/// Up to `n` real sample records with an event time and distinct eventIDs.
 fn records(n: usize) -> Vec<(String, Vec<u8>)> {
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
-    for s in common::samples() {
-        let text = common::gunzip_file(&s);
-        for line in common::lines(&text) {
-            let Ok(v) = serde_json::from_slice::<Value>(line) else {
-                continue;
-            };
-            let (Some(id), Some(_)) = (v["eventID"].as_str(), v["eventTime"].as_str()) else {
-                continue;
-            };
-            if seen.insert(id.to_string()) {
-                out.push((id.to_string(), line.to_vec()));
-                if out.len() == n {
-                    return out;
-                }
-            }
-        }
-    }
-    out
+    common::distinct_records(n)
 }
 
 fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {

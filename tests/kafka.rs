@@ -19,28 +19,8 @@ use std::time::{Duration, Instant};
 use common::kafka::{Broker, Consumed};
 use serde_json::Value;
 
-/// Up to `n` sample records with an event time and distinct eventIDs, as raw lines.
 fn records(n: usize) -> Vec<(String, Vec<u8>)> {
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
-    for s in common::samples() {
-        let text = common::gunzip_file(&s);
-        for line in common::lines(&text) {
-            let Ok(v) = serde_json::from_slice::<Value>(line) else {
-                continue;
-            };
-            let (Some(id), Some(_)) = (v["eventID"].as_str(), v["eventTime"].as_str()) else {
-                continue;
-            };
-            if seen.insert(id.to_string()) {
-                out.push((id.to_string(), line.to_vec()));
-                if out.len() == n {
-                    return out;
-                }
-            }
-        }
-    }
-    out
+    common::distinct_records(n)
 }
 
 /// Messages keyed by eventID, which spreads the few accounts of the samples over every

@@ -242,7 +242,7 @@ fn io_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
 
 /// An error and its sources, each once, `: `-separated (no Debug output, which can
 /// carry request details).
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cur = Some(e);
     while let Some(err) = cur {

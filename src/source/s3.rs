@@ -726,7 +726,7 @@ pub async fn get_object(
                 let wait = backoff.saturating_mul(1 << (attempt - 1).min(16));
                 tracing::warn!(
                     "s3://{bucket}/{key}: reading the object: {} (attempt {attempt} of {attempts}; retrying in {}ms)",
-                    error_chain(&e),
+                    super::aws::chain(&e),
                     wait.as_millis()
                 );
                 tokio::time::sleep(wait).await;
@@ -735,7 +735,7 @@ pub async fn get_object(
             Err(e) => {
                 return Err(format!(
                     "reading the object: {} (after {attempts} attempts)",
-                    error_chain(&e)
+                    super::aws::chain(&e)
                 ));
             }
         }
@@ -749,20 +749,6 @@ fn body_retry(c: Option<&aws_sdk_s3::config::retry::RetryConfig>) -> (u32, Durat
         Some(c) => (c.max_attempts().max(1), c.initial_backoff()),
         None => (3, Duration::from_secs(1)),
     }
-}
-
-/// An error and its sources, each once, `: `-separated.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        let text = err.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = err.source();
-    }
-    parts.join(": ")
 }
 
 async fn fetch(reader: &S3Reader, key: &str) -> Result<Vec<u8>, String> {

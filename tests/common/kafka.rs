@@ -258,19 +258,7 @@ pub fn consume_until(
         .create()
         .expect("consumer");
     c.subscribe(&[topic]).expect("subscribe");
-    let deadline = Instant::now() + timeout;
-    let mut out = Vec::new();
-    while Instant::now() < deadline && !done(&out) {
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
-            out.push(Consumed {
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key().map(<[u8]>::to_vec),
-                payload: m.payload().unwrap_or_default().to_vec(),
-            });
-        }
-    }
-    out
+    poll_until(&c, done, timeout)
 }
 
 /// Committed offsets of a group (partition → next offset), read by a consumer of the
@@ -323,6 +311,15 @@ pub fn read_assigned(
             .expect("partition offset");
     }
     c.assign(&tpl).expect("assign");
+    poll_until(&c, done, timeout)
+}
+
+/// Polls `c` until `done` holds or `timeout` passes.
+fn poll_until(
+    c: &BaseConsumer,
+    done: impl Fn(&[Consumed]) -> bool,
+    timeout: Duration,
+) -> Vec<Consumed> {
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
     while Instant::now() < deadline && !done(&out) {

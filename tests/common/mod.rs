@@ -457,3 +457,28 @@ impl Rng {
         self.next_u64() % n
     }
 }
+
+/// Up to `n` sample records with an event time and distinct eventIDs, as (eventID, raw
+/// line), in the order of the samples.
+pub fn distinct_records(n: usize) -> Vec<(String, Vec<u8>)> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for s in samples() {
+        let text = gunzip_file(&s);
+        for line in lines(&text) {
+            let Ok(v) = serde_json::from_slice::<Value>(line) else {
+                continue;
+            };
+            let (Some(id), Some(_)) = (v["eventID"].as_str(), v["eventTime"].as_str()) else {
+                continue;
+            };
+            if seen.insert(id.to_string()) {
+                out.push((id.to_string(), line.to_vec()));
+                if out.len() == n {
+                    return out;
+                }
+            }
+        }
+    }
+    out
+}

@@ -760,3 +760,68 @@ pub fn clean_aws_env(cmd: &mut Command, dir: &Path) {
             dir.join("no-such-aws-credentials"),
         );
 }
+
+/// What `tests/moto/make_trail_bucket.py` put in a bucket: log objects (key → record
+/// count) in the AWSLogs layout, and their records in all.
+pub struct TrailBucket {
+    pub objects: std::collections::BTreeMap<String, u64>,
+    pub records: u64,
+}
+
+/// `AWSLogs/…/2024/12/01/x.json.gz` → `AWSLogs/…/2024/12/01/`.
+pub fn leaf_of(key: &str) -> &str {
+    &key[..key.rfind('/').map_or(0, |i| i + 1)]
+}
+
+impl TrailBucket {
+    /// Per leaf (day) prefix, its keys in order.
+    pub fn by_leaf(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for k in self.objects.keys() {
+            out.entry(leaf_of(k).to_string())
+                .or_default()
+                .push(k.clone());
+        }
+        out
+    }
+
+    /// Per leaf prefix, its last key: the S3 checkpoint once everything is read.
+    pub fn leaves(&self) -> std::collections::BTreeMap<String, String> {
+        self.by_leaf()
+            .into_iter()
+            .map(|(p, keys)| (p, keys.last().cloned().unwrap_or_default()))
+            .collect()
+    }
+}
+
+impl Moto {
+    /// Fills `bucket` with CloudTrail log objects built from the real samples
+    /// (`tests/moto/make_trail_bucket.py BUCKET EXTRA…`, e.g. `--days 2024-12-01
+    /// --per-day 10`).
+    pub fn fill_trail_bucket(&self, bucket: &str, extra: &[&str]) -> TrailBucket {
+        let script = super::root().join("tests/moto/make_trail_bucket.py");
+        let out = Command::new(self.python())
+            .arg(&script)
+            .arg(bucket)
+            .args(extra)
+            .envs(self.client_env())
+            .output()
+            .expect("run the fixture script");
+        assert!(
+            out.status.success(),
+            "fixture: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("manifest json");
+        let objects = v["objects"]
+            .as_object()
+            .expect("objects")
+            .iter()
+            .map(|(k, n)| (k.clone(), n.as_u64().expect("count")))
+            .collect();
+        TrailBucket {
+            objects,
+            records: v["records"].as_u64().expect("records"),
+        }
+    }
+}

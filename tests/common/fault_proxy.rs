@@ -161,7 +161,8 @@ impl Request {
     pub fn query_param(&self, name: &str) -> Option<String> {
         self.raw_query.split('&').find_map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k, true) == name).then(|| percent_decode(v, true))
+            (super::moto::percent_decode(k, true) == name)
+                .then(|| super::moto::percent_decode(v, true))
         })
     }
 
@@ -570,7 +571,7 @@ fn handle(inc: Incoming, out: &mut TcpStream, sh: &Shared) -> bool {
         Some(f @ (Fault::SlowDown | Fault::InternalError | Fault::AccessDenied)) => {
             log(Outcome::Injected(f));
             let (status, reason, code, message) = f.s3_error().unwrap_or_default();
-            let resource = percent_decode(&inc.request.raw_path, false);
+            let resource = super::moto::percent_decode(&inc.request.raw_path, false);
             let ok = out
                 .write_all(&s3_error(
                     status, reason, code, message, &resource, seq, inc.close,
@@ -806,7 +807,7 @@ fn read_request(
     // Path style: /bucket or /bucket/key.
     let rest = raw_path.strip_prefix('/').unwrap_or(raw_path);
     let (bucket, key) = match rest.split_once('/') {
-        Some((b, k)) if !k.is_empty() => (Some(b), Some(percent_decode(k, false))),
+        Some((b, k)) if !k.is_empty() => (Some(b), Some(super::moto::percent_decode(k, false))),
         Some((b, _)) => (Some(b), None),
         None if !rest.is_empty() => (Some(rest), None),
         None => (None, None),
@@ -865,7 +866,7 @@ fn read_request(
             raw_path: raw_path.to_string(),
             raw_query: raw_query.to_string(),
             op,
-            bucket: bucket.map(|b| percent_decode(b, false)),
+            bucket: bucket.map(|b| super::moto::percent_decode(b, false)),
             key,
             operation,
             attempt: sdk_field("attempt"),
@@ -980,33 +981,4 @@ fn forward(sh: &Shared, inc: &Incoming) -> std::io::Result<Response> {
         body,
         declared_length,
     })
-}
-
-// percent_decode("a%2Fb+c", true) == "a/b c"; percent_decode("k+x%20y", false) == "k+x y";
-// a stray "%" or "%zz" stays as it is.
-fn percent_decode(s: &str, plus_as_space: bool) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' if plus_as_space => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

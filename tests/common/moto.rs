@@ -660,7 +660,7 @@ fn request_from_entry(e: &Value) -> Request {
 
 // percent_decode("a%2Fb+c", true) == "a/b c"; percent_decode("k+x%20y", false) == "k+x y";
 // a stray "%" or "%zz" stays as it is.
-fn percent_decode(s: &str, plus_as_space: bool) -> String {
+pub fn percent_decode(s: &str, plus_as_space: bool) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
